@@ -1,0 +1,153 @@
+"""The epoch loop shared by every trainer: train, validate, log, checkpoint, stop.
+
+Order within an epoch: ``train_epoch`` -> scheduler step -> ``valid_epoch`` -> log ->
+periodic checkpoint -> best checkpoint -> early-stop check. Checkpoints hold only tensors
+and plain data (``utils.checkpoint``) and are written atomically.
+"""
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from utils.checkpoint import load_checkpoint, save_checkpoint, strip_prefix
+
+_logger = logging.getLogger(__name__)
+
+
+class BaseTrainer:
+    """Args:
+        model: the network being trained.
+        optimizer, lr_scheduler: built from the config (scheduler may be None).
+        config: the plain config dict (stored in every checkpoint, with ``config_path``).
+        device: where the model and batches live.
+        model_dir: folder of ``checkpoint-epoch<N>.pth`` and ``model_best.pth``.
+        writer: a TensorBoard ``SummaryWriter`` or None.
+        max_epochs: stop after this many epochs of this run (``--train_single_epoch``).
+    """
+
+    def __init__(self, model: nn.Module, optimizer, lr_scheduler, config: Dict[str, Any],
+                 device: torch.device, model_dir: Path, writer=None,
+                 max_epochs: Optional[int] = None, config_path: str = ""):
+        self.model = model
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.config = config
+        self.config_path = config_path
+        self.device = device
+        self.model_dir = Path(model_dir)
+        self.writer = writer
+        trainer = config["trainer"]
+        self.epochs = int(trainer["epochs"])
+        self.save_period = int(trainer.get("save_period", 1))
+        monitor = trainer.get("monitor", "off")
+        self.monitor_mode, self.monitor_key = ("off", None) if monitor == "off" else monitor.split()
+        if self.monitor_mode not in ("off", "min", "max"):
+            raise ValueError(f"trainer.monitor must be 'off' or 'min|max <key>', got '{monitor}'")
+        self.monitor_best = math.inf if self.monitor_mode == "min" else -math.inf
+        self.early_stop = int(trainer.get("early_stop", 0) or 0)
+        self.max_epochs = max_epochs
+        self.start_epoch = 1
+        self.last_checkpoint: Optional[Path] = None
+
+    # -- hooks for subclasses -------------------------------------------------------
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def valid_epoch(self, epoch: int) -> Dict[str, float]:
+        return {}
+
+    def extra_state(self) -> Dict[str, Any]:
+        """Additional checkpoint entries (e.g. random generator states)."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        pass
+
+    # -- the loop -------------------------------------------------------------------
+    def train(self) -> Dict[str, float]:
+        log: Dict[str, float] = {}
+        epochs_without_improvement = 0
+        last_epoch = self.epochs
+        if self.max_epochs is not None:
+            last_epoch = min(last_epoch, self.start_epoch + self.max_epochs - 1)
+        for epoch in range(self.start_epoch, last_epoch + 1):
+            log = {"epoch": epoch, **self.train_epoch(epoch)}
+            self.step_scheduler(epoch)
+            log.update(self.valid_epoch(epoch))
+            self.log_epoch(log)
+            improved = self.update_monitor(log)
+            if epoch % self.save_period == 0 or epoch == last_epoch:
+                self.save(epoch, f"checkpoint-epoch{epoch}.pth")
+            if improved:
+                self.save(epoch, "model_best.pth")
+            epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
+            if self.monitor_mode != "off" and 0 < self.early_stop <= epochs_without_improvement:
+                _logger.info("validation %s did not improve for %d epochs: stopping",
+                             self.monitor_key, self.early_stop)
+                break
+        return log
+
+    def step_scheduler(self, epoch: int) -> None:
+        """The original called ``scheduler.step(epoch - 1)`` after each 1-based epoch, so a
+        milestone m takes effect from epoch m + 2; stepping from epoch 2 on reproduces it."""
+        if self.lr_scheduler is not None and epoch >= 2:
+            self.lr_scheduler.step()
+
+    def log_epoch(self, log: Dict[str, float]) -> None:
+        for key, value in log.items():
+            _logger.info("    %-20s: %s", key, f"{value:.6g}" if isinstance(value, float) else value)
+        if self.writer is not None:
+            for key, value in log.items():
+                if key != "epoch":
+                    self.writer.add_scalar(f"epoch/{key}", value, log["epoch"])
+            self.writer.flush()
+
+    def update_monitor(self, log: Dict[str, float]) -> bool:
+        if self.monitor_mode == "off":
+            return False
+        if self.monitor_key not in log:
+            raise KeyError(f"trainer.monitor names '{self.monitor_key}', which this run does "
+                           f"not log; logged: {', '.join(sorted(log))}")
+        value = log[self.monitor_key]
+        better = value < self.monitor_best if self.monitor_mode == "min" else value > self.monitor_best
+        if better:
+            self.monitor_best = value
+        return better
+
+    # -- checkpoints ----------------------------------------------------------------
+    def checkpoint_state(self, epoch: int) -> Dict[str, Any]:
+        model = self.model.module if isinstance(self.model, nn.DataParallel) else self.model
+        return {
+            "arch": type(model).__name__,
+            "epoch": epoch,
+            "state_dict": model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
+            "monitor_best": self.monitor_best,
+            "config": self.config,
+            "config_path": self.config_path,
+            **self.extra_state(),
+        }
+
+    def save(self, epoch: int, filename: str) -> Path:
+        path = save_checkpoint(self.checkpoint_state(epoch), self.model_dir / filename)
+        _logger.info("saved %s", path)
+        if filename.startswith("checkpoint-"):
+            self.last_checkpoint = path
+        return path
+
+    def resume(self, path) -> None:
+        """Restore model, optimizer, scheduler, epoch, monitor and random states."""
+        state = load_checkpoint(path, map_location=self.device)
+        model = self.model.module if isinstance(self.model, nn.DataParallel) else self.model
+        model.load_state_dict(strip_prefix(state["state_dict"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.monitor_best = state.get("monitor_best", self.monitor_best)
+        self.start_epoch = int(state["epoch"]) + 1
+        self.load_extra_state(state)
+        _logger.info("resumed from %s (epoch %d)", path, state["epoch"])

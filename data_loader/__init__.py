@@ -1,0 +1,5 @@
+"""Datasets, warpers and the on-device batch pipeline; importing this registers them."""
+from data_loader import celeba, synthetic_dataset, warper  # noqa: F401  (registration)
+from data_loader.registry import DATASETS, WARPERS
+
+__all__ = ["DATASETS", "WARPERS"]

@@ -1,0 +1,36 @@
+"""``SyntheticFaces``: the embedded default dataset, read through the CelebA code path."""
+import logging
+
+from data_loader.celeba import CelebAPrunedAligned_MAFLVal
+from data_loader.registry import DATASETS
+from data_loader.synthetic_faces import ensure_synthetic_celeba
+
+_logger = logging.getLogger(__name__)
+
+
+@DATASETS.register
+class SyntheticFaces(CelebAPrunedAligned_MAFLVal):
+    """Procedurally drawn faces written once to ``root`` in the CelebA layout (178x218
+    JPEGs, landmark, partition, identity and MAFL files), then read exactly like
+    ``CelebAPrunedAligned_MAFLVal`` (and readable by ``MAFLAligned`` with the same root).
+
+    Args:
+        num_train_identities, num_test_identities, images_per_identity, num_val_images,
+        num_mafl_train, num_mafl_test, seed: the generated dataset (regenerated when they
+            change); train = the split-0 images that are not in MAFL training.
+        (other arguments: see ``CelebAPrunedAligned_MAFLVal``; val_split defaults to
+        "mafl", the held-out identities used by the matching evaluation.)
+    """
+
+    def __init__(self, root="data/synthetic_faces", train=True, imwidth=64, crop=10,
+                 use_keypoints=False, do_augmentations=True, use_hq_ims=True,
+                 val_split="mafl", val_size=2000, num_train_identities=300,
+                 num_test_identities=60, images_per_identity=10, num_val_images=100,
+                 num_mafl_train=1000, num_mafl_test=300, seed=0):
+        ensure_synthetic_celeba(
+            root, num_train_identities=num_train_identities,
+            num_test_identities=num_test_identities, images_per_identity=images_per_identity,
+            num_val_images=num_val_images, num_mafl_train=num_mafl_train,
+            num_mafl_test=num_mafl_test, seed=seed)
+        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations,
+                         use_hq_ims, val_split, val_size)

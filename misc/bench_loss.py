@@ -1,0 +1,217 @@
+"""Benchmark of dense_correlation_loss_dve: chunked kernels vs the original formulation.
+
+Usage: python -m misc.bench_loss [--device cpu|cuda] [--chunk-rows 64,128]
+
+Methods, forward + backward of the DVE loss at B pairs, C channels, S x S features, a grid
+for a 2S x 2S image:
+  ours      the chunked autograd Function (model/dense_correlation.py) via the registered loss.
+  original  the original per-pair loop, which forms a (C, H, W, h, w) product per pair
+            (``reference_dense_correlation_loss``).
+  bmm-floor the nine batched products of (B, N, C) x (B, C, N) size that forward and
+            backward need at the least: three (B,N,C)(B,C,N) -> (B,N,N), six
+            (B,N,N)(B,N,C) -> (B,N,C); its two (B, N, N) operands exist before measuring.
+Time: median (and min: on a shared machine the least disturbed run) of --repeats runs
+after one warm-up, in a fresh subprocess per method. Peak memory: a second fresh
+subprocess per method, one run (the first, so one-time allocations count). On CPU it is the
+kernel's resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs once the
+inputs exist) minus the resident set at that moment, with glibc told to mmap every block
+of 64 KiB or more (MALLOC_MMAP_THRESHOLD_) so that freed tensors leave the resident set;
+timing runs keep the default allocator. On CUDA: torch.cuda.max_memory_allocated minus
+memory_allocated before. The bmm floor's outputs are allocated by its warm-up (counted in
+its memory) and written with out= afterwards (so its time has no page faults).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.dense_correlation import (dense_correlation,  # noqa: E402
+                                     reference_dense_correlation_loss)
+from model.loss import _pair_features, dense_correlation_loss_dve  # noqa: E402
+
+
+def make_inputs(batch, channels, size, device, dtype=torch.float32):
+    """Interleaved pair features (2B, C, S, S) and a smooth warp grid (B, 2S, 2S, 2)."""
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(2 * batch, channels, size, size, generator=gen, dtype=dtype)
+    image = 2 * size
+    lin = torch.linspace(-1, 1, image, dtype=dtype)
+    ys, xs = torch.meshgrid(lin, lin, indexing="ij")
+    grids = []
+    for _ in range(batch):
+        angle = 0.1 * torch.randn(1, generator=gen)
+        scale = 1 + 0.05 * torch.randn(1, generator=gen)
+        shift = 0.05 * torch.randn(2, generator=gen)
+        gx = scale * (torch.cos(angle) * xs - torch.sin(angle) * ys) + shift[0]
+        gy = scale * (torch.sin(angle) * xs + torch.cos(angle) * ys) + shift[1]
+        gx = gx + 0.03 * torch.sin(3 * ys)
+        grids.append(torch.stack([gx, gy], dim=-1))
+    grid = torch.stack(grids)  # (B, 2S, 2S, 2)
+    return feats.to(device).requires_grad_(), grid.to(device)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def run_method(args):
+    """Run one method in this process; returns a dict with seconds, peak_mb and loss."""
+    device = torch.device(args.device)
+    feats, grid = make_inputs(args.batch, args.channels, args.size, device)
+    meta = {"grid": grid}
+    chunk = args.chunk_rows[0] if args.chunk_rows else None
+    if args.method == "ours":
+        def step():
+            if chunk is None:  # the registered loss, default chunk size
+                loss = dense_correlation_loss_dve([feats], meta)
+            else:  # the same computation with an explicit chunk size
+                src, dst, grid_px, stride = _pair_features([feats], meta, True)
+                loss = dense_correlation(src, dst, grid_px, stride, feats_aux=src.roll(-1, 0),
+                                         chunk_rows=chunk)
+            loss.backward()
+            return loss
+    elif args.method == "original":
+        def step():
+            loss = reference_dense_correlation_loss([feats], meta, dve=True)
+            loss.backward()
+            return loss
+    elif args.method == "bmm-floor":
+        n = args.size ** 2
+        gen = torch.Generator().manual_seed(1)
+        rows = [torch.randn(args.batch, n, args.channels, generator=gen).to(device)
+                for _ in range(3)]
+        square = [torch.rand(args.batch, n, n, generator=gen).to(device) for _ in range(2)]
+
+        outs = []
+
+        def step():  # outputs allocated by the first (warm-up) call, written in place after
+            x, y, z = rows
+            p, q = square
+            pairs = [(x, y.transpose(1, 2)), (z, x.transpose(1, 2)), (y, z.transpose(1, 2)),
+                     (p, y), (q, z), (q.transpose(1, 2), x), (p.transpose(1, 2), y), (q, x),
+                     (p.transpose(1, 2), z)]
+            if not outs:
+                outs.extend(torch.bmm(a, b) for a, b in pairs)
+            else:
+                for (a, b), out in zip(pairs, outs):
+                    torch.bmm(a, b, out=out)
+            return None
+    else:
+        raise ValueError(f"unknown method {args.method}")
+
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = _rss_kib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    times, loss = [], None
+    for i in range(args.repeats + 1):
+        feats.grad = None
+        _sync(device)
+        start = time.perf_counter()
+        out = step()
+        _sync(device)
+        if i:  # the first run is the warm-up
+            times.append(time.perf_counter() - start)
+        if out is not None:
+            loss = out.item()
+        del out
+    if device.type == "cuda":
+        peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+    else:
+        peak_mb = (_rss_kib("VmHWM") - base) / 1024
+    return {"seconds": statistics.median(times) if times else None,
+            "min_seconds": min(times) if times else None, "peak_mb": peak_mb, "loss": loss}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=8, help="pairs")
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--size", type=int, default=35, help="feature map side; image is 2x")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--original-repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--chunk-rows", type=lambda s: [int(v) for v in s.split(",")],
+                        default=None, help="rows per chunk for ours (comma list: one row each)")
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.method:
+        print(json.dumps(run_method(args)))
+        return
+
+    def child(method, chunk, repeats, measure):
+        cmd = [sys.executable, "-m", "misc.bench_loss", "--method", method,
+               "--device", args.device, "--batch", str(args.batch), "--channels",
+               str(args.channels), "--size", str(args.size), "--repeats", str(repeats),
+               "--threads", str(args.threads)]
+        if chunk is not None:
+            cmd += ["--chunk-rows", str(chunk)]
+        env = dict(os.environ)
+        if measure == "memory" and not args.device.startswith("cuda"):
+            # glibc: serve every block >= 64 KiB by mmap, so a freed tensor leaves the
+            # resident set and the high-water mark follows live memory, not heap retention
+            env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
+                             cwd=Path(__file__).resolve().parents[1])
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def measure(method, chunk=None, repeats=args.repeats):
+        timed = child(method, chunk, repeats, "time")
+        timed["peak_mb"] = child(method, chunk, 0, "memory")["peak_mb"]  # one (warm-up) run
+        return timed
+
+    print(f"dense_correlation_loss_dve forward+backward: B={args.batch} pairs, "
+          f"C={args.channels}, {args.size}x{args.size} features, device={args.device}, "
+          f"threads={args.threads}, torch {torch.__version__}")
+    print(f"time: median (and min) of {args.repeats} runs after a warm-up "
+          f"({args.original_repeats} for original); peak memory: "
+          + ("cuda max_memory_allocated - memory_allocated" if args.device.startswith("cuda")
+             else "VmHWM - VmRSS in a fresh process per method (one run, glibc "
+                  "mmap threshold 64 KiB)"))
+    results = {}
+    for chunk in (args.chunk_rows or [None]):
+        name = "ours" if chunk is None else f"ours(chunk={chunk})"
+        results[name] = measure("ours", chunk)
+    results["original"] = measure("original", repeats=args.original_repeats)
+    results["bmm-floor"] = measure("bmm-floor")
+    print(f"{'method':<20}{'fwd+bwd s':>12}{'(min s)':>10}{'peak MB':>10}{'loss':>14}")
+    for name, r in results.items():
+        loss = "-" if r["loss"] is None else f"{r['loss']:.7f}"
+        print(f"{name:<20}{r['seconds']:>12.4f}{r['min_seconds']:>10.4f}{r['peak_mb']:>10.1f}"
+              f"{loss:>14}")
+    orig, floor = results["original"], results["bmm-floor"]
+    for name, r in results.items():
+        if not name.startswith("ours"):
+            continue
+        mem = orig["peak_mb"] / max(r["peak_mb"], 1e-9)
+        rel = abs(r["loss"] - orig["loss"]) / abs(orig["loss"])
+        print(f"{name}: {orig['seconds'] / r['seconds']:.1f}x faster than original (min: "
+              f"{orig['min_seconds'] / r['min_seconds']:.1f}x; target >= 10), {mem:.1f}x less "
+              f"peak memory (target >= 10), {r['seconds'] / floor['seconds']:.2f}x the bmm "
+              f"floor time (min: {r['min_seconds'] / floor['min_seconds']:.2f}x; target <= 1.5), "
+              f"loss rel. diff {rel:.1e}")
+
+
+if __name__ == "__main__":
+    main()

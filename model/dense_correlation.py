@@ -1,0 +1,313 @@
+"""Chunked dense-correlation kernels behind the equivariance and DVE losses (SPEC section 3).
+
+For a batch of B pairs with N = H*W feature cells each, both losses are
+
+    loss = sum_b sum_u sum_v d(u, v) * softmax_v(<q_u, f2_v>) / (N * B)
+
+with q_u = f1_u (plain loss) or q_u = sum_w softmax_w(<f1_u, fa_w>) fa_w (DVE). The
+original code formed the (N, N) correlation of every pair in autograd and, for DVE, a
+(C, H, W, h, w) product: O(C * N^2) memory per pair. Here the query rows u are processed
+in chunks of ``chunk_rows`` rows for all pairs at once, so no temporary is larger than
+(B, chunk_rows, N), and nothing of size (B, N, N) outlives a chunk.
+
+Since a loss is a scalar, its gradient does not depend on anything backward learns
+except the incoming scale ``grad_output``. The Functions therefore compute the gradient
+w.r.t. their inputs in the same chunk loop as the value (when a gradient is needed), keep
+it (O(B * N * C)), and ``backward`` only scales it: the nine matrix products that the
+value and gradient need at the least are each done once, nothing is recomputed.
+Double backward is not supported.
+
+``reference_dense_correlation_loss`` is the original per-pair formulation, kept as the
+independent check for the tests and the benchmark; it is slow and memory-hungry by
+design: do not train with it.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+# Bytes of one (B, chunk_rows, N) temporary (about six are alive at once in a chunk).
+# CPU: 2-8 MiB chunks stay in cache and ran fastest in misc/bench_loss.py (16 MiB ~20%
+# slower, one 48 MiB chunk ~2x slower). GPU (not measured): larger chunks, fewer launches.
+CPU_CHUNK_BYTES = 4 * 2 ** 20
+GPU_CHUNK_BYTES = 32 * 2 ** 20
+
+
+def default_chunk_rows(batch: int, num_cells: int, element_size: int,
+                       device_type: str = "cpu") -> int:
+    """Query rows per chunk so that one (batch, rows, num_cells) temporary is about
+    CPU_CHUNK_BYTES on CPU, GPU_CHUNK_BYTES elsewhere."""
+    chunk_bytes = CPU_CHUNK_BYTES if device_type == "cpu" else GPU_CHUNK_BYTES
+    rows = chunk_bytes // max(1, batch * num_cells * element_size)
+    return int(min(num_cells, max(1, rows)))
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """At least float32: half-precision inputs are upcast inside the kernels."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _distance_chunk(grid_rows: torch.Tensor, stride: int, height: int, width: int,
+                    pow: float) -> torch.Tensor:
+    """d(u, v) = ||g2(s u) - s v||^pow for a chunk of rows u and all cells v.
+
+    Args:
+        grid_rows: (B, rows, 2) the (x, y) pixel position g2(s u) of each row's true match.
+        stride: s, pixels per feature cell; targets are at pixels (s vx, s vy).
+    Returns:
+        (B, rows, height * width), v in row-major (y, x) order.
+    """
+    batch, rows, _ = grid_rows.shape
+    target_x = torch.arange(width, device=grid_rows.device, dtype=grid_rows.dtype) * stride
+    target_y = torch.arange(height, device=grid_rows.device, dtype=grid_rows.dtype) * stride
+    dist_x = (grid_rows[:, :, 0:1] - target_x).square_()  # (B, rows, W)
+    dist_y = (grid_rows[:, :, 1:2] - target_y).square_()  # (B, rows, H)
+    dist = (dist_x[:, :, None, :] + dist_y[:, :, :, None]).view(batch, rows, height * width)
+    if pow == 0.5:
+        return dist.sqrt_().sqrt_()
+    if pow == 1:
+        return dist.sqrt_()
+    if pow == 2:
+        return dist
+    return dist.pow_(pow / 2)
+
+
+def _softmax_grad(grad: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+    """prob * (grad - rowsum(grad * prob)): the backward of a softmax over the last dim."""
+    return torch._softmax_backward_data(grad, prob, -1, prob.dtype)
+
+
+def _prepare(feats: List[torch.Tensor], grid_px: torch.Tensor
+             ) -> Tuple[List[torch.Tensor], torch.Tensor, int, int]:
+    """(B, C, H, W) features -> contiguous (B, N, C) in the compute dtype; grid -> (B, N, 2)."""
+    batch, _, height, width = feats[0].shape
+    dtype = _compute_dtype(feats[0].dtype)
+    rows = [f.detach().to(dtype).flatten(2).transpose(1, 2).contiguous() for f in feats]
+    grid_rows = grid_px.detach().to(dtype).reshape(batch, height * width, 2)
+    return rows, grid_rows, height, width
+
+
+def _check_inputs(feats: List[torch.Tensor], grid_px: torch.Tensor) -> None:
+    shape = feats[0].shape
+    for f in feats:
+        if f.dim() != 4 or f.shape != shape or f.dtype != feats[0].dtype:
+            raise ValueError(f"features must all be (B, C, H, W) of one shape and dtype, got "
+                             f"{[(tuple(t.shape), t.dtype) for t in feats]}")
+    if grid_px.shape != (shape[0], shape[2], shape[3], 2):
+        raise ValueError(f"grid must be (B, H, W, 2) = {(shape[0], shape[2], shape[3], 2)} "
+                         f"to match features {tuple(shape)}, got {tuple(grid_px.shape)}")
+
+
+def _to_feature_layout(grad_rows: torch.Tensor, shape: torch.Size,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """(B, N, C) gradient -> (B, C, H, W) of the input's dtype."""
+    return grad_rows.transpose(1, 2).reshape(shape).to(dtype)
+
+
+class DenseCorrelationFunction(torch.autograd.Function):
+    """Plain equivariance loss: sum d(u, v) softmax_v(<f1_u, f2_v>) / (N B).
+
+    apply(feats_src, feats_dst, grid_px, stride, pow, chunk_rows, compute_grad):
+        feats_src, feats_dst: (B, C, H, W), already normalized/scaled as the loss wants.
+        grid_px: (B, H, W, 2) pixel position g2(s u) in the second image of cell u.
+        stride: s (int); pow: exponent of the distance; chunk_rows: query rows per chunk;
+        compute_grad: compute the input gradients (needed if backward will be called).
+    Returns a 0-dim loss.
+    """
+
+    @staticmethod
+    def forward(ctx, feats_src, feats_dst, grid_px, stride, pow, chunk_rows, compute_grad):
+        with torch.autocast(feats_src.device.type, enabled=False):  # compute dtype >= fp32
+            return DenseCorrelationFunction._forward(ctx, feats_src, feats_dst, grid_px, stride,
+                                                     pow, chunk_rows, compute_grad)
+
+    @staticmethod
+    def _forward(ctx, feats_src, feats_dst, grid_px, stride, pow, chunk_rows, compute_grad):
+        _check_inputs([feats_src, feats_dst], grid_px)
+        (src, dst), grid_rows, height, width = _prepare([feats_src, feats_dst], grid_px)
+        batch, num_cells, _ = src.shape
+        dst_t = dst.transpose(1, 2)  # (B, C, N)
+        loss = src.new_zeros(())
+        if compute_grad:
+            grad_src = torch.empty_like(src)  # (B, N, C)
+            grad_dst = torch.zeros_like(dst)  # (B, N, C)
+        for r0 in range(0, num_cells, chunk_rows):
+            r1 = min(r0 + chunk_rows, num_cells)
+            src_rows = src[:, r0:r1]  # (B, c, C)
+            prob = torch.softmax(torch.bmm(src_rows, dst_t), dim=-1)  # (B, c, N)
+            dist = _distance_chunk(grid_rows[:, r0:r1], stride, height, width, pow)  # (B, c, N)
+            loss += torch.dot(dist.view(-1), prob.view(-1))
+            if compute_grad:
+                grad_corr = _softmax_grad(dist, prob)  # (B, c, N)
+                del dist, prob
+                torch.bmm(grad_corr, dst, out=grad_src[:, r0:r1])
+                grad_dst.baddbmm_(grad_corr.transpose(1, 2), src_rows)
+        scale = 1.0 / (num_cells * batch)
+        if compute_grad:
+            ctx.save_for_backward(grad_src.mul_(scale), grad_dst.mul_(scale))
+            ctx.input_shape, ctx.input_dtype = feats_src.shape, feats_src.dtype
+        ctx.computed_grad = compute_grad
+        return (loss * scale).to(feats_src.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        if not ctx.computed_grad:
+            raise RuntimeError("DenseCorrelationFunction was applied with compute_grad=False")
+        grads = [_to_feature_layout(g * grad_output, ctx.input_shape, ctx.input_dtype)
+                 for g in ctx.saved_tensors]
+        return (*grads, None, None, None, None, None)
+
+
+class DenseCorrelationDVEFunction(torch.autograd.Function):
+    """DVE loss: the query f1_u is replaced by sum_w softmax_w(<f1_u, fa_w>) fa_w first.
+
+    apply(feats_src, feats_aux, feats_dst, grid_px, stride, pow, chunk_rows, compute_grad):
+    as DenseCorrelationFunction, with feats_aux (B, C, H, W) the auxiliary features.
+    Per chunk of rows (all (B, c, .)): A = f1 fa^T, P = softmax(A), R = P fa (the
+    reconstruction, not re-normalized), S = R f2^T, Q = softmax(S), loss += <D, Q>; then
+    dS = Q (D - rowsum(D Q)), dR = dS f2, df2 += dS^T R, dP = dR fa^T, dfa += P^T dR,
+    dA = P (dP - rowsum(dP P)), df1 = dA fa, dfa += dA^T f1.
+    """
+
+    @staticmethod
+    def forward(ctx, feats_src, feats_aux, feats_dst, grid_px, stride, pow, chunk_rows,
+                compute_grad):
+        with torch.autocast(feats_src.device.type, enabled=False):  # compute dtype >= fp32
+            return DenseCorrelationDVEFunction._forward(ctx, feats_src, feats_aux, feats_dst,
+                                                        grid_px, stride, pow, chunk_rows,
+                                                        compute_grad)
+
+    @staticmethod
+    def _forward(ctx, feats_src, feats_aux, feats_dst, grid_px, stride, pow, chunk_rows,
+                 compute_grad):
+        _check_inputs([feats_src, feats_aux, feats_dst], grid_px)
+        (src, aux, dst), grid_rows, height, width = _prepare(
+            [feats_src, feats_aux, feats_dst], grid_px)
+        batch, num_cells, _ = src.shape
+        aux_t, dst_t = aux.transpose(1, 2), dst.transpose(1, 2)  # (B, C, N)
+        loss = src.new_zeros(())
+        if compute_grad:
+            grad_src = torch.empty_like(src)  # (B, N, C)
+            grad_aux = torch.zeros_like(aux)  # (B, N, C)
+            grad_dst = torch.zeros_like(dst)  # (B, N, C)
+        for r0 in range(0, num_cells, chunk_rows):
+            r1 = min(r0 + chunk_rows, num_cells)
+            src_rows = src[:, r0:r1]  # (B, c, C)
+            attn = torch.softmax(torch.bmm(src_rows, aux_t), dim=-1)  # P: (B, c, N)
+            recon = torch.bmm(attn, aux)  # R: (B, c, C)
+            prob = torch.softmax(torch.bmm(recon, dst_t), dim=-1)  # Q: (B, c, N)
+            dist = _distance_chunk(grid_rows[:, r0:r1], stride, height, width, pow)  # (B, c, N)
+            loss += torch.dot(dist.view(-1), prob.view(-1))
+            if not compute_grad:
+                continue
+            grad_corr = _softmax_grad(dist, prob)  # dS: (B, c, N)
+            del dist, prob
+            grad_recon = torch.bmm(grad_corr, dst)  # dR: (B, c, C)
+            grad_dst.baddbmm_(grad_corr.transpose(1, 2), recon)
+            del grad_corr
+            grad_attn = torch.bmm(grad_recon, aux_t)  # dP: (B, c, N)
+            grad_aux.baddbmm_(attn.transpose(1, 2), grad_recon)
+            grad_logits = _softmax_grad(grad_attn, attn)  # dA: (B, c, N)
+            del grad_attn, attn
+            torch.bmm(grad_logits, aux, out=grad_src[:, r0:r1])
+            grad_aux.baddbmm_(grad_logits.transpose(1, 2), src_rows)
+        scale = 1.0 / (num_cells * batch)
+        if compute_grad:
+            ctx.save_for_backward(grad_src.mul_(scale), grad_aux.mul_(scale),
+                                  grad_dst.mul_(scale))
+            ctx.input_shape, ctx.input_dtype = feats_src.shape, feats_src.dtype
+        ctx.computed_grad = compute_grad
+        return (loss * scale).to(feats_src.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        if not ctx.computed_grad:
+            raise RuntimeError("DenseCorrelationDVEFunction was applied with compute_grad=False")
+        grads = [_to_feature_layout(g * grad_output, ctx.input_shape, ctx.input_dtype)
+                 for g in ctx.saved_tensors]
+        return (*grads, None, None, None, None, None)
+
+
+def dense_correlation(feats_src: torch.Tensor, feats_dst: torch.Tensor, grid_px: torch.Tensor,
+                      stride: int, pow: float = 0.5, feats_aux: Optional[torch.Tensor] = None,
+                      chunk_rows: Optional[int] = None) -> torch.Tensor:
+    """The plain (feats_aux None) or DVE loss of a batch of pairs, through the chunked kernels.
+
+    Args:
+        feats_src: (B, C, H, W) first-image features (normalized as the loss wants).
+        feats_dst: (B, C, H, W) second-image features.
+        grid_px: (B, H, W, 2) pixel (x, y) in the second image of the match of cell u.
+        stride: pixels per feature cell.
+        pow: exponent of the match distance.
+        feats_aux: (B, C, H, W) auxiliary features for DVE, or None for the plain loss.
+        chunk_rows: query rows per chunk (default: ``default_chunk_rows``).
+    Returns:
+        0-dim loss in the features' dtype.
+    """
+    inputs = [feats_src, feats_dst] if feats_aux is None else [feats_src, feats_aux, feats_dst]
+    batch, _, height, width = feats_src.shape
+    if chunk_rows is None:
+        element_size = torch.empty((), dtype=_compute_dtype(feats_src.dtype)).element_size()
+        chunk_rows = default_chunk_rows(batch, height * width, element_size,
+                                        feats_src.device.type)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    compute_grad = torch.is_grad_enabled() and any(f.requires_grad for f in inputs)
+    if feats_aux is None:
+        return DenseCorrelationFunction.apply(feats_src, feats_dst, grid_px, stride, pow,
+                                              chunk_rows, compute_grad)
+    return DenseCorrelationDVEFunction.apply(feats_src, feats_aux, feats_dst, grid_px, stride,
+                                             pow, chunk_rows, compute_grad)
+
+
+def unnormalize_grid(grid: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 2) normalized (align_corners=True) grid -> pixel (x, y) coordinates."""
+    height, width = grid.shape[1], grid.shape[2]
+    return torch.stack([(grid[..., 0] + 1) / 2 * (width - 1),
+                        (grid[..., 1] + 1) / 2 * (height - 1)], dim=-1)
+
+
+def reference_dense_correlation_loss(feats: List[torch.Tensor], meta: dict, pow: float = 0.5,
+                                     normalize_vectors: bool = True,
+                                     dve: bool = False) -> torch.Tensor:
+    """The original per-pair formulation, for tests and benchmarks only (O(C N^2) memory).
+
+    Mirrors the original code step by step, including DVE's reconstruction through the
+    (C, H, W, h, w) product ``smcorr[None] * fa.reshape(C, 1, 1, h, w)`` summed over (h, w).
+    """
+    feats = feats[0]
+    grid = meta["grid"].to(feats.device)  # (B, Hin, Win, 2)
+    height_in, width_in = grid.shape[1], grid.shape[2]
+    feats1, feats2 = feats[0::2], feats[1::2]
+    batch, channels, height, width = feats1.shape
+    h, w = feats2.shape[2:]
+    stride = height_in // height
+    batch_grid_u = unnormalize_grid(grid)[:, ::stride, ::stride, :]  # (B, H, W, 2)
+    ys, xs = torch.meshgrid(torch.arange(height_in, dtype=grid.dtype, device=grid.device),
+                            torch.arange(width_in, dtype=grid.dtype, device=grid.device),
+                            indexing="ij")
+    xxyy = torch.stack([xs, ys], dim=-1)  # (Hin, Win, 2) pixel (x, y)
+    loss = 0.0
+    for b in range(batch):
+        f1 = feats1[b].reshape(channels, height * width)
+        f2 = feats2[b].reshape(channels, h * w)
+        fa = feats1[(b + 1) % batch].reshape(channels, h * w)
+        if normalize_vectors:
+            f1 = F.normalize(f1, p=2, dim=0) * 20
+            f2 = F.normalize(f2, p=2, dim=0) * 20
+            fa = F.normalize(fa, p=2, dim=0) * 20
+        if dve:
+            corr = torch.matmul(f1.t(), fa).reshape(height, width, h, w)
+            smcorr = F.softmax(corr.reshape(height, width, -1), dim=2).reshape(corr.shape)
+            smcorr_fa = smcorr[None, ...] * fa.reshape(-1, 1, 1, h, w)  # (C, H, W, h, w)
+            f1 = smcorr_fa.sum((3, 4)).reshape(channels, height * width)
+        corr2 = torch.matmul(f1.t(), f2).reshape(height, width, h, w)
+        smcorr2 = F.softmax(corr2.reshape(height, width, -1), dim=2).reshape(corr2.shape)
+        with torch.no_grad():
+            diff = batch_grid_u[b, :, :, None, None, :] - xxyy[None, None, ::stride, ::stride, :]
+            diff = (diff * diff).sum(4).sqrt().pow(pow)
+        loss = loss + (diff * smcorr2).sum()
+    return loss / (height * width * batch)

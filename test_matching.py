@@ -1,0 +1,70 @@
+"""Same- and different-identity landmark matching of a trained embedding (SPEC section 6).
+
+    python test_matching.py --config configs/celeba/smallnet-16d-dve.json --resume CKPT
+    python test_matching.py --resume saved/models/<name>/<run>/checkpoint-epoch20.pth --vis
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from trainer.builders import build_model
+from trainer.matching_run import run_matching
+from utils.checkpoint import CheckpointError, load_checkpoint, strip_prefix
+from utils.config import apply_overrides, load_config
+from utils.device import resolve_device
+from utils.logging_setup import setup_logging
+from utils.registry import ConfigError
+
+_logger = logging.getLogger("test_matching")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", help="JSON config (default: the checkpoint's own)")
+    parser.add_argument("-r", "--resume", help="checkpoint to evaluate; without it the "
+                        "untrained (seeded) network is evaluated, as a reference")
+    parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id")
+    parser.add_argument("--eval_data", help="dataset type to evaluate on (default: the "
+                        "config's dataset, test split; for CelebA configs the MAFL test set)")
+    parser.add_argument("--vis", action="store_true", help="save matching.png with the matches")
+    parser.add_argument("--output_dir", help="where matching.json goes (default: beside the checkpoint)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation seed without --resume")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override any config key")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        device = resolve_device(args.device)
+        state = load_checkpoint(args.resume, map_location=device) if args.resume else None
+        if args.config:
+            config_path = Path(args.config)
+            config = load_config(config_path)
+        elif state is not None:
+            config, config_path = state["config"], Path(state.get("config_path", "checkpoint"))
+        else:
+            raise ConfigError("pass --config CONFIG.json and/or --resume CHECKPOINT")
+        config = apply_overrides(config, args.set, config_path)
+        torch.manual_seed(args.seed)
+        network = build_model(config, config_path).to(device)
+        if state is not None:
+            network.load_state_dict(strip_prefix(state["state_dict"]))
+        else:
+            _logger.warning("no --resume: evaluating the untrained network (seed %d)", args.seed)
+        output_dir = args.output_dir or (None if args.resume else "saved/untrained")
+        run_matching(network, config, config_path, args.resume, device, vis=args.vis,
+                     eval_data=args.eval_data, output_dir=output_dir)
+    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        _logger.error("error: %s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

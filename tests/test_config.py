@@ -1,0 +1,104 @@
+"""Config resolution: registries, argument checks, overrides and --dry-run on every config."""
+import json
+from pathlib import Path
+
+import pytest
+
+import train
+from utils.config import apply_overrides, check_arguments, experiment_name, run_directories
+from utils.registry import ConfigError, Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+OUR_CONFIGS = sorted((ROOT / "configs").rglob("*.json"))
+REFERENCE_EMBEDDING_CONFIGS = sorted(
+    (ROOT.parent / "shared" / "reference" / "configs" / "celeba").glob("smallnet-*.json"))
+
+
+def test_unknown_name_lists_valid_names_in_one_line():
+    registry = Registry("arch")
+    registry.register(lambda: None, name="SmallNet")
+    registry.register(lambda: None, name="Alpha")
+    with pytest.raises(ConfigError) as err:
+        registry.get("SmallNett")
+    assert str(err.value) == "unknown arch 'SmallNett'; valid names: Alpha, SmallNet"
+
+
+def test_duplicate_registration_is_an_error():
+    registry = Registry("loss")
+    registry.register(len, name="x")
+    with pytest.raises(KeyError, match="registered twice"):
+        registry.register(len, name="x")
+
+
+def test_unexpected_argument_names_key_block_and_file():
+    def network(num_output_channels=3):
+        return num_output_channels
+
+    with pytest.raises(ConfigError) as err:
+        check_arguments(network, {"num_output_channel": 3}, "arch", "configs/x.json")
+    assert str(err.value) == ("configs/x.json: arch.args.num_output_channel is not an argument "
+                              "of network; it takes: num_output_channels")
+
+
+def test_overrides_set_nested_keys_with_json_values():
+    config = {"arch": {"type": "SmallNet", "args": {}}, "dataset": {}, "optimizer": {"args": {"lr": 1}},
+              "loss": "l", "trainer": {"epochs": 1}}
+    out = apply_overrides(config, ["optimizer.args.lr=0.01", "arch.args.num_output_channels=16",
+                                   "loss=dense_correlation_loss", "lr_scheduler.args.milestones=[1,2]"])
+    assert out["optimizer"]["args"]["lr"] == 0.01
+    assert out["arch"]["args"]["num_output_channels"] == 16
+    assert out["loss"] == "dense_correlation_loss"
+    assert out["lr_scheduler"]["args"]["milestones"] == [1, 2]
+    assert config["optimizer"]["args"]["lr"] == 1  # the input is not modified
+    with pytest.raises(ConfigError, match="unknown config key 'epochs'"):
+        apply_overrides(config, ["epochs=3"])
+
+
+def test_run_directories_follow_the_original_layout():
+    config = {"trainer": {"save_dir": "saved/"}}
+    path = Path("configs/celeba/smallnet-16d-dve.json")
+    assert experiment_name(path) == "celeba-smallnet-16d-dve"
+    models, logs = run_directories(config, path, "2019-08-02_06-20-13")
+    assert models == Path("saved/models/celeba-smallnet-16d-dve/2019-08-02_06-20-13")
+    assert logs == Path("saved/log/celeba-smallnet-16d-dve/2019-08-02_06-20-13")
+
+
+@pytest.mark.parametrize("config", OUR_CONFIGS + REFERENCE_EMBEDDING_CONFIGS, ids=lambda p: p.name)
+def test_dry_run_accepts_every_config(config, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data and no checkpoints here
+    assert train.main(["--config", str(config), "--dry-run", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "trainable parameters" in out
+    data = json.loads(config.read_text())
+    if data["dataset"]["type"] != "SyntheticFaces":
+        assert "missing on this machine: dataset root" in out
+
+
+def _write(tmp_path, config):
+    path = tmp_path / "exp" / "bad.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c["arch"].update(type="SmallNett"),
+     "bad.json: arch.type: unknown arch 'SmallNett'; valid names: "),
+    (lambda c: c["arch"]["args"].update(num_channels=3),
+     "bad.json: arch.args.num_channels is not an argument of SmallNet"),
+    (lambda c: c.update(loss="dense_loss"), "bad.json: loss: unknown loss 'dense_loss'; valid names: "),
+    (lambda c: c["loss_args"].update(normalise=True),
+     "bad.json: loss.args.normalise is not an argument of dense_correlation_loss_dve"),
+    (lambda c: c["dataset"]["args"].update(imsize=3),
+     "bad.json: dataset.args.imsize is not an argument of CelebAPrunedAligned_MAFLVal"),
+    (lambda c: c.update(visualizations=["sphere"]), "unknown visualization 'sphere'; valid names: "),
+    (lambda c: c.update(keypoint_regressor={"type": "IntermediateKeypointPredictor", "args": {}}),
+     "unknown keypoint_regressor 'IntermediateKeypointPredictor'"),
+])
+def test_wrong_names_and_arguments_give_one_line_errors(tmp_path, caplog, edit, message):
+    config = json.loads((ROOT / "configs" / "celeba" / "smallnet-16d-dve.json").read_text())
+    edit(config)
+    path = _write(tmp_path, config)
+    assert train.main(["--config", str(path), "--dry-run", "--device", "cpu"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0]

@@ -1,0 +1,49 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import model
+from model.registry import NETWORKS
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.json"
+PARAMETER_COUNTS = {3: 334_875, 16: 338_216, 32: 342_328, 64: 350_552}
+
+
+@pytest.mark.parametrize("channels,expected", sorted(PARAMETER_COUNTS.items()))
+def test_smallnet_parameter_count(channels, expected):
+    net = model.SmallNet(num_output_channels=channels)
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == expected
+
+
+@pytest.mark.parametrize("channels", sorted(PARAMETER_COUNTS))
+def test_smallnet_names_and_shapes_match_released_checkpoints(channels):
+    if not REFERENCE.exists():
+        pytest.skip(f"{REFERENCE} not present (it ships beside the repository in CI)")
+    reference = json.loads(REFERENCE.read_text())[f"SmallNet(num_output_channels={channels})"]
+    ours = {k: list(v.shape) for k, v in model.SmallNet(channels).state_dict().items()}
+    assert ours == reference
+
+
+def test_smallnet_init_is_xavier_normal_with_zero_bias():
+    torch.manual_seed(0)
+    net = model.SmallNet(64)
+    weight = net.conv5[0].weight  # (256, 80, 3, 3)
+    fan_in, fan_out = 80 * 9, 256 * 9
+    expected_std = (2.0 / (fan_in + fan_out)) ** 0.5
+    assert abs(weight.std().item() - expected_std) / expected_std < 0.05
+    assert all(m.bias.abs().max() == 0 for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_every_network_shape_finite_and_gradients(name):
+    torch.manual_seed(0)
+    net = NETWORKS.get(name)(num_output_channels=5)
+    images = torch.randn(2, 3, 40, 40)
+    (out,) = net(images)
+    assert out.shape == (2, 5, 20, 20)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    for pname, param in net.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, pname

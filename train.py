@@ -1,0 +1,148 @@
+"""Train a dense embedding (or, with a keypoint_regressor block, a landmark regressor).
+
+    python train.py --config configs/synthetic/smallnet-16d-dve.json
+    python train.py --config C --dry-run
+    python train.py --resume saved/models/<name>/<run>/checkpoint-epoch5.pth
+"""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from data_loader.device_pipeline import build_pair_pipeline
+from data_loader.loaders import make_loader
+from trainer.builders import (build_dataset, build_model, build_warper, dry_run,
+                              load_finetune_weights, resolve_loss, resolve_visualizations)
+from trainer.embedding_trainer import EmbeddingTrainer
+from trainer.matching_run import run_matching
+from trainer.optim import build_optimizer, build_scheduler
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.config import apply_overrides, load_config, run_directories
+from utils.device import resolve_device
+from utils.logging_setup import setup_logging
+from utils.registry import ConfigError
+
+_logger = logging.getLogger("train")
+MINI_TRAIN_BATCHES = 10
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", help="JSON config file")
+    parser.add_argument("-r", "--resume", help="checkpoint to resume from")
+    parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id (default: cuda if available)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, one run each")
+    parser.add_argument("--mini_train", action="store_true",
+                        help=f"at most {MINI_TRAIN_BATCHES} batches per epoch (a smoke run)")
+    parser.add_argument("--train_single_epoch", action="store_true", help="train one epoch")
+    parser.add_argument("--disable_workers", action="store_true", help="load data in the main process")
+    parser.add_argument("-b", "--batch_size", type=int, help="override batch_size")
+    parser.add_argument("--vis", action="store_true", help="save the matching figure at the end")
+    parser.add_argument("-f", "--folded_correlation", action="store_true",
+                        help="the original's memory-saving loss variant (same values)")
+    parser.add_argument("-p", "--profile", action="store_true", help="accepted for compatibility")
+    parser.add_argument("-g", "--n_gpu", type=int, help="override n_gpu")
+    parser.add_argument("--check_bn_working", action="store_true",
+                        help="accepted for compatibility (no effect, as in the original)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override any config key, e.g. --set optimizer.args.lr=0.01")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="resolve and build everything without reading data, then exit")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args):
+    """The config (from --config, else from the --resume checkpoint) with CLI overrides."""
+    if args.config:
+        path = Path(args.config)
+        config = load_config(path)
+    elif args.resume:
+        state = load_checkpoint(args.resume)
+        config, path = state["config"], Path(state.get("config_path", "resumed/config.json"))
+    else:
+        raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT to continue a run)")
+    overrides = list(args.set)
+    if args.batch_size:
+        overrides.append(f"batch_size={args.batch_size}")
+    if args.n_gpu is not None:
+        overrides.append(f"n_gpu={args.n_gpu}")
+    if args.folded_correlation:
+        overrides.append("loss_args.fold_corr=true")
+    return apply_overrides(config, overrides, path), path
+
+
+def train_embedding(config, config_path, args, device, seed: int) -> dict:
+    torch.manual_seed(seed)
+    run_id = None
+    if args.resume:
+        run_id = Path(args.resume).parent.name
+    model_dir, log_dir = run_directories(config, config_path, run_id)
+    setup_logging(log_dir, config["trainer"].get("verbosity", 2))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.json").write_text(json.dumps(config, indent=4))
+    _logger.info("run folder %s, logs %s, device %s", model_dir, log_dir, device)
+
+    network = build_model(config, config_path).to(device)
+    if config.get("finetune_from") and not args.resume:
+        load_finetune_weights(network, config["finetune_from"], device)
+    train_set = build_dataset(config, config_path, train=True)
+    valid_set = build_dataset(config, config_path, train=False)
+    _logger.info("%s: %d training and %d validation images", config["dataset"]["type"],
+                 len(train_set), len(valid_set))
+    warper = build_warper(config, config_path)
+    workers = 0 if args.disable_workers else config["trainer"].get("num_workers")
+    loader_generator = torch.Generator().manual_seed(seed)
+    train_loader = make_loader(train_set, config["batch_size"], True, device, workers, loader_generator)
+    valid_loader = make_loader(valid_set, 32, False, device, workers)
+    writer = None
+    if config["trainer"].get("tensorboardX", config["trainer"].get("tensorboard", True)):
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(log_dir))
+    optimizer = build_optimizer(config, network, config_path)
+    trainer = EmbeddingTrainer(
+        model=network, optimizer=optimizer,
+        lr_scheduler=build_scheduler(config, optimizer, config_path),
+        config=config, config_path=str(config_path), device=device, model_dir=model_dir, writer=writer,
+        max_epochs=1 if args.train_single_epoch else None,
+        loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
+        train_loader=train_loader, valid_loader=valid_loader,
+        train_pipeline=build_pair_pipeline(warper, train_set),
+        valid_pipeline=build_pair_pipeline(warper, valid_set),
+        visualizations=resolve_visualizations(config, config_path),
+        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
+        seed=seed, loader_generator=loader_generator)
+    if args.resume:
+        trainer.resume(args.resume)
+    trainer.train()
+    if writer is not None:
+        writer.close()
+    return run_matching(network, config, config_path, trainer.last_checkpoint, device,
+                        num_workers=workers, vis=args.vis)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        config, config_path = resolve_config(args)
+        device = resolve_device(args.device)
+        if args.dry_run:
+            summary = dry_run(config, config_path, device)
+            print(f"{config_path}: {summary['arch']} with {summary['parameters']:,} trainable "
+                  f"parameters; every name resolves")
+            for item in summary["missing"]:
+                print(f"  missing on this machine: {item}")
+            return 0
+        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+        train_embedding(config, config_path, args, device, seeds[0])
+    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        _logger.error("error: %s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Reading, overriding and checking JSON configs of the original DVE schema (SPEC section 7)."""
+import copy
+import inspect
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Optional
+
+from utils.registry import ConfigError, Registry
+
+_logger = logging.getLogger(__name__)
+
+# Top-level keys of the original schema; anything else is a typo and an error.
+KNOWN_KEYS = frozenset({
+    "name", "n_gpu", "batch_size", "bias_lr", "arch", "dataset", "warper", "optimizer",
+    "loss", "loss_args", "metrics", "visualizations", "lr_scheduler", "trainer",
+    "finetune_from", "keypoint_regressor", "keypoint_regressor_upsample",
+    "cache_descriptors", "warp_val", "restrict_annos", "fold_corr", "profile", "vis",
+    "disable_workers", "collate_fn", "seed", "matching",
+})
+REQUIRED_KEYS = ("arch", "dataset", "optimizer", "loss", "trainer")
+KNOWN_TRAINER_KEYS = frozenset({
+    "epochs", "save_dir", "save_period", "verbosity", "monitor", "early_stop",
+    "tensorboardX", "tensorboard", "log_dir", "num_workers", "log_step",
+})
+
+
+def load_config(path) -> Dict[str, Any]:
+    """Read a config file; JSON errors name the file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass an existing file to --config")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+    check_config(config, path)
+    return config
+
+
+def check_config(config: Dict[str, Any], path) -> None:
+    """Reject unknown top-level or trainer keys and missing required blocks."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: the config must be a JSON object")
+    for key in config:
+        if key not in KNOWN_KEYS:
+            raise ConfigError(f"{path}: unknown config key '{key}'; valid keys: "
+                              f"{', '.join(sorted(KNOWN_KEYS))}")
+    for key in REQUIRED_KEYS:
+        if key not in config:
+            raise ConfigError(f"{path}: missing required key '{key}'")
+    for key in config["trainer"]:
+        if key not in KNOWN_TRAINER_KEYS:
+            raise ConfigError(f"{path}: unknown key 'trainer.{key}'; valid keys: "
+                              f"{', '.join(sorted(KNOWN_TRAINER_KEYS))}")
+
+
+def parse_override(text: str):
+    """Split ``a.b.c=value`` into (["a", "b", "c"], value); value is JSON if it parses."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}': expected KEY.PATH=VALUE, e.g. optimizer.args.lr=0.01")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(config: Dict[str, Any], overrides: Iterable[str], path="<config>") -> Dict:
+    """Return a copy of ``config`` with each ``KEY.PATH=VALUE`` override applied."""
+    config = copy.deepcopy(config)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = config
+        for depth, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text}: '{'.'.join(keys[:depth + 1])}' is not a block")
+            node = child
+        node[keys[-1]] = value
+    check_config(config, path)
+    return config
+
+
+def check_arguments(func: Callable, args: Dict[str, Any], block: str, path,
+                    reserved: Iterable[str] = ()) -> None:
+    """Fail naming the key, the block and the file if ``func`` does not take an argument."""
+    params = inspect.signature(func).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = set(params) - {"self"} - set(reserved)
+    for key in args:
+        if key not in accepted:
+            raise ConfigError(
+                f"{path}: {block}.args.{key} is not an argument of {func.__name__}; "
+                f"it takes: {', '.join(sorted(accepted))}")
+
+
+def resolve_block(registry: Registry, config: Dict[str, Any], block: str, path,
+                  reserved: Iterable[str] = ()) -> Callable:
+    """Look up ``config[block]['type']`` and check its ``args``; return the constructor."""
+    spec = config.get(block)
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ConfigError(f"{path}: '{block}' must be an object with a 'type' and 'args'")
+    try:
+        constructor = registry.get(spec["type"])
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {block}.type: {err}") from None
+    check_arguments(constructor, spec.get("args", {}), block, path, reserved)
+    return constructor
+
+
+def build_block(registry: Registry, config: Dict[str, Any], block: str, path,
+                **extra) -> Any:
+    """Build ``config[block]`` with its args plus ``extra`` keyword arguments."""
+    constructor = resolve_block(registry, config, block, path, reserved=extra)
+    return constructor(**config[block].get("args", {}), **extra)
+
+
+def experiment_name(config_path, config: Optional[Dict[str, Any]] = None) -> str:
+    """``<config folder>-<config stem>``, e.g. ``celeba-smallnet-16d-dve`` (or config['name'])."""
+    if config and config.get("name"):
+        return str(config["name"])
+    path = Path(config_path)
+    return f"{path.parent.name}-{path.stem}"
+
+
+def run_directories(config: Dict[str, Any], config_path, run_id: Optional[str] = None):
+    """(models dir, log dir) as ``<save_dir>/models/<name>/<run>`` and ``<log_dir>/log/...``."""
+    run_id = run_id or datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    name = experiment_name(config_path, config)
+    trainer = config["trainer"]
+    save_dir = Path(trainer.get("save_dir", "saved/"))
+    log_dir = Path(trainer.get("log_dir", trainer.get("save_dir", "saved/")))
+    return save_dir / "models" / name / run_id, log_dir / "log" / name / run_id

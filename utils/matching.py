@@ -1,0 +1,149 @@
+"""Same- and different-identity landmark matching (SPEC section 6).
+
+Images are taken two at a time in dataset order (A, B); each becomes a warped pair. The
+descriptor at each keypoint of A's first warped image is matched (arg-max dot product
+over all cells) into A's second image (same identity) and B's second image (different
+identity). Errors are Euclidean distances in pixels of a 70-pixel-wide frame.
+
+Two references are computed on the same pairs: the copy-coordinates baseline (predict
+the target keypoint at the source keypoint's pixel) and the grid limit (the target
+keypoint snapped to the nearest feature cell: the best any cell-level match can do).
+"""
+import logging
+from typing import Dict, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, Subset  # noqa: E402
+
+from data_loader.device_pipeline import interleave  # noqa: E402
+from data_loader.photometric import normalize_images  # noqa: E402
+from data_loader.warper import Warper  # noqa: E402
+
+_logger = logging.getLogger(__name__)
+
+MATCHING_WARPER_ARGS = dict(warpsd_all=0.0005, warpsd_subset=0.005, transsd=0.05,
+                            scalesd=0.05, rotsd=2.5, im1_multiplier=1.0, im1_multiplier_aff=1.0)
+REFERENCE_WIDTH = 70.0
+
+
+def keypoint_cells(keypts: torch.Tensor, stride: float, height: int, width: int) -> torch.Tensor:
+    """(P, K, 2) pixels -> (P, K) flat indices of the nearest feature cells.
+
+    ``torch.round`` rounds half to even, like the original's numpy rounding."""
+    cx = torch.round(keypts[..., 0] / stride).long().clamp(0, width - 1)
+    cy = torch.round(keypts[..., 1] / stride).long().clamp(0, height - 1)
+    return cy * width + cx
+
+
+def match_keypoints(feats_src: torch.Tensor, keypts_src: torch.Tensor,
+                    feats_dst: torch.Tensor, stride: float) -> torch.Tensor:
+    """Pixel position in ``feats_dst`` of the best match of each source keypoint.
+
+    Args:
+        feats_src, feats_dst: (P, C, H, W) descriptors.
+        keypts_src: (P, K, 2) source keypoints in pixels.
+    Returns: (P, K, 2) predicted pixels (cell * stride).
+    """
+    _, channels, height, width = feats_src.shape
+    cells = keypoint_cells(keypts_src, stride, height, width)  # (P, K)
+    src = feats_src.flatten(2).gather(2, cells[:, None, :].expand(-1, channels, -1))  # (P, C, K)
+    scores = torch.einsum("pck,pcm->pkm", src, feats_dst.flatten(2))  # (P, K, H*W)
+    best = scores.argmax(dim=2)  # (P, K)
+    return torch.stack([best % width, best // width], dim=-1).to(keypts_src.dtype) * stride
+
+
+def grid_limit_prediction(keypts: torch.Tensor, stride: float, height: int, width: int):
+    """The feature-cell pixel closest to each keypoint: (P, K, 2)."""
+    cells = keypoint_cells(keypts, stride, height, width)
+    return torch.stack([cells % width, cells // width], dim=-1).to(keypts.dtype) * stride
+
+
+@torch.no_grad()
+def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
+                      images_per_batch: int = 64, seed: int = 0, num_workers: int = 0,
+                      vis_path: Optional[str] = None) -> Dict:
+    """Run the matching protocol over ``dataset`` (which must return ``keypts``)."""
+    if images_per_batch % 2:
+        raise ValueError("images_per_batch must be even (images are paired A, B)")
+    count = len(dataset) // 2 * 2
+    if count == 0:
+        raise ValueError(f"matching needs at least two images; the dataset has {len(dataset)}")
+    loader = DataLoader(Subset(dataset, range(count)), batch_size=images_per_batch,
+                        shuffle=False, num_workers=num_workers, drop_last=False)
+    warper = Warper(**MATCHING_WARPER_ARGS)
+    scale = REFERENCE_WIDTH / (dataset.imwidth - 2 * dataset.crop)
+    was_training = model.training
+    model.eval()
+    errors = {name: [] for name in ("same", "different", "copy_same", "copy_different",
+                                    "grid_same", "grid_different")}
+    torch.manual_seed(seed)
+    for batch_index, batch in enumerate(loader):
+        images = batch["data"].to(device).float()  # (N, 3, H, W) with N even
+        pair = warper(images, keypts=batch["keypts"].to(device), crop=dataset.crop)
+        inputs = normalize_images(interleave(pair.first, pair.second) / 255.0)
+        feats = model(inputs)[0].float()  # (2N, C, h, w)
+        feats_first, feats_second = feats[0::2], feats[1::2]
+        height, width = feats.shape[-2:]
+        stride = pair.first.shape[-1] / width
+        src, src_kp = feats_first[0::2], pair.keypts_first[0::2]  # images A
+        targets = {"same": (feats_second[0::2], pair.keypts_second[0::2]),
+                   "different": (feats_second[1::2], pair.keypts_second[1::2])}
+        predictions = {}
+        for name, (feats_dst, gt) in targets.items():
+            predictions[name] = match_keypoints(src, src_kp, feats_dst, stride)
+            grid = grid_limit_prediction(gt, stride, height, width)
+            errors[name].append(((predictions[name] - gt).norm(dim=-1) * scale).flatten())
+            errors[f"copy_{name}"].append(((src_kp - gt).norm(dim=-1) * scale).flatten())
+            errors[f"grid_{name}"].append(((grid - gt).norm(dim=-1) * scale).flatten())
+        if batch_index == 0 and vis_path is not None:
+            save_matching_figure(vis_path, pair, predictions)
+    model.train(was_training)
+    mean = {name: torch.cat(values).mean().item() for name, values in errors.items()}
+    return {
+        "same_identity": mean["same"],
+        "different_identity": mean["different"],
+        "copy_baseline": {"same_identity": mean["copy_same"],
+                          "different_identity": mean["copy_different"]},
+        "grid_limit": {"same_identity": mean["grid_same"],
+                       "different_identity": mean["grid_different"]},
+        "num_image_pairs": count // 2,
+    }
+
+
+def format_matching_table(result: Dict) -> str:
+    rows = [("matched (this embedding)", result["same_identity"], result["different_identity"]),
+            ("copy-coordinates baseline", result["copy_baseline"]["same_identity"],
+             result["copy_baseline"]["different_identity"]),
+            ("grid limit (best cell)", result["grid_limit"]["same_identity"],
+             result["grid_limit"]["different_identity"])]
+    lines = [f"{'mean pixel error (70 px frame)':32s} {'same-identity':>14s} {'different-identity':>19s}"]
+    lines += [f"{name:32s} {same:14.3f} {diff:19.3f}" for name, same, diff in rows]
+    return "\n".join(lines)
+
+
+def save_matching_figure(path, pair, predictions, max_rows: int = 4) -> None:
+    """Source / same / different images with true (green) and matched (red) keypoints."""
+    rows = min(max_rows, pair.first.shape[0] // 2)
+    figure, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    for row in range(rows):
+        a, b = 2 * row, 2 * row + 1
+        panels = [("source", pair.first[a], pair.keypts_first[a], None),
+                  ("same identity", pair.second[a], pair.keypts_second[a], predictions["same"][row]),
+                  ("different identity", pair.second[b], pair.keypts_second[b],
+                   predictions["different"][row])]
+        for axis, (title, image, truth, matched) in zip(axes[row], panels):
+            axis.imshow((image / 255.0).clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+            axis.scatter(truth[:, 0].cpu(), truth[:, 1].cpu(), c="lime", s=18, label="true")
+            if matched is not None:
+                axis.scatter(matched[:, 0].cpu(), matched[:, 1].cpu(), c="red", s=18,
+                             marker="x", label="matched")
+            axis.set_title(title)
+            axis.axis("off")
+    axes[0][1].legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
