@@ -3,7 +3,7 @@ import logging
 
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal
 from data_loader.registry import DATASETS
-from data_loader.synthetic_faces import ensure_synthetic_celeba
+from data_loader.synthetic import ensure_synthetic_celeba
 
 _logger = logging.getLogger(__name__)
 

@@ -8,7 +8,9 @@ with q_u = f1_u (plain loss) or q_u = sum_w softmax_w(<f1_u, fa_w>) fa_w (DVE). 
 original code formed the (N, N) correlation of every pair in autograd and, for DVE, a
 (C, H, W, h, w) product: O(C * N^2) memory per pair. Here the query rows u are processed
 in chunks of ``chunk_rows`` rows for all pairs at once, so no temporary is larger than
-(B, chunk_rows, N), and nothing of size (B, N, N) outlives a chunk.
+(B, chunk_rows, N), and nothing of size (B, N, N) exists at all. A call allocates four
+such work buffers (three for the plain loss) and every chunk reuses them through out=
+variants, which keeps the CPU allocator (and page faults) out of the loop.
 
 Since a loss is a scalar, its gradient does not depend on anything backward learns
 except the incoming scale ``grad_output``. The Functions therefore compute the gradient
@@ -49,21 +51,21 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _distance_chunk(grid_rows: torch.Tensor, stride: int, height: int, width: int,
-                    pow: float) -> torch.Tensor:
-    """d(u, v) = ||g2(s u) - s v||^pow for a chunk of rows u and all cells v.
+                    pow: float, out: torch.Tensor) -> torch.Tensor:
+    """d(u, v) = ||g2(s u) - s v||^pow for a chunk of rows u and all cells v, into `out`.
 
     Args:
         grid_rows: (B, rows, 2) the (x, y) pixel position g2(s u) of each row's true match.
         stride: s, pixels per feature cell; targets are at pixels (s vx, s vy).
-    Returns:
-        (B, rows, height * width), v in row-major (y, x) order.
+        out: contiguous (B, rows, height * width), v in row-major (y, x) order.
     """
     batch, rows, _ = grid_rows.shape
     target_x = torch.arange(width, device=grid_rows.device, dtype=grid_rows.dtype) * stride
     target_y = torch.arange(height, device=grid_rows.device, dtype=grid_rows.dtype) * stride
     dist_x = (grid_rows[:, :, 0:1] - target_x).square_()  # (B, rows, W)
     dist_y = (grid_rows[:, :, 1:2] - target_y).square_()  # (B, rows, H)
-    dist = (dist_x[:, :, None, :] + dist_y[:, :, :, None]).view(batch, rows, height * width)
+    dist = torch.add(dist_x[:, :, None, :], dist_y[:, :, :, None],
+                     out=out.view(batch, rows, height, width)).view(batch, rows, height * width)
     if pow == 0.5:
         return dist.sqrt_().sqrt_()
     if pow == 1:
@@ -73,9 +75,31 @@ def _distance_chunk(grid_rows: torch.Tensor, stride: int, height: int, width: in
     return dist.pow_(pow / 2)
 
 
-def _softmax_grad(grad: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
-    """prob * (grad - rowsum(grad * prob)): the backward of a softmax over the last dim."""
-    return torch._softmax_backward_data(grad, prob, -1, prob.dtype)
+# The softmax and its backward write into the work buffers through aten's out= variants
+# (torch.softmax has none): no allocation inside the chunk loop.
+def _softmax(logits: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dim of `logits` into `out` (a different tensor)."""
+    return torch._softmax(logits, -1, False, out=out)
+
+
+def _softmax_grad(grad: torch.Tensor, prob: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """prob * (grad - rowsum(grad * prob)), the backward of a last-dim softmax, into `out`."""
+    return torch._softmax_backward_data(grad, prob, -1, prob.dtype, grad_input=out)
+
+
+class _WorkBuffers:
+    """`count` flat buffers of (batch, chunk_rows, cols) elements, reused by every chunk.
+
+    ``views(rows)`` gives contiguous (batch, rows, cols) views, the short last chunk included.
+    """
+
+    def __init__(self, count: int, batch: int, chunk_rows: int, cols: int, like: torch.Tensor):
+        self.batch, self.cols = batch, cols
+        self.flat = [like.new_empty(batch * chunk_rows * cols) for _ in range(count)]
+
+    def views(self, rows: int) -> List[torch.Tensor]:
+        size = self.batch * rows * self.cols
+        return [buf[:size].view(self.batch, rows, self.cols) for buf in self.flat]
 
 
 def _prepare(feats: List[torch.Tensor], grid_px: torch.Tensor
@@ -132,15 +156,18 @@ class DenseCorrelationFunction(torch.autograd.Function):
         if compute_grad:
             grad_src = torch.empty_like(src)  # (B, N, C)
             grad_dst = torch.zeros_like(dst)  # (B, N, C)
+        chunk_rows = min(chunk_rows, num_cells)
+        square = _WorkBuffers(3, batch, chunk_rows, num_cells, src)  # (B, c, N) each
         for r0 in range(0, num_cells, chunk_rows):
             r1 = min(r0 + chunk_rows, num_cells)
+            corr, prob, dist = square.views(r1 - r0)  # (B, c, N) each
             src_rows = src[:, r0:r1]  # (B, c, C)
-            prob = torch.softmax(torch.bmm(src_rows, dst_t), dim=-1)  # (B, c, N)
-            dist = _distance_chunk(grid_rows[:, r0:r1], stride, height, width, pow)  # (B, c, N)
+            torch.bmm(src_rows, dst_t, out=corr)
+            _softmax(corr, out=prob)
+            _distance_chunk(grid_rows[:, r0:r1], stride, height, width, pow, out=dist)
             loss += torch.dot(dist.view(-1), prob.view(-1))
             if compute_grad:
-                grad_corr = _softmax_grad(dist, prob)  # (B, c, N)
-                del dist, prob
+                grad_corr = _softmax_grad(dist, prob, out=corr)  # (B, c, N), corr's buffer
                 torch.bmm(grad_corr, dst, out=grad_src[:, r0:r1])
                 grad_dst.baddbmm_(grad_corr.transpose(1, 2), src_rows)
         scale = 1.0 / (num_cells * batch)
@@ -192,25 +219,29 @@ class DenseCorrelationDVEFunction(torch.autograd.Function):
             grad_src = torch.empty_like(src)  # (B, N, C)
             grad_aux = torch.zeros_like(aux)  # (B, N, C)
             grad_dst = torch.zeros_like(dst)  # (B, N, C)
+        chunk_rows = min(chunk_rows, num_cells)
+        square = _WorkBuffers(4, batch, chunk_rows, num_cells, src)  # (B, c, N) each
+        narrow = _WorkBuffers(2, batch, chunk_rows, src.shape[2], src)  # (B, c, C) each
         for r0 in range(0, num_cells, chunk_rows):
             r1 = min(r0 + chunk_rows, num_cells)
+            corr, attn, prob, dist = square.views(r1 - r0)  # (B, c, N) each
+            recon, grad_recon = narrow.views(r1 - r0)  # (B, c, C) each
             src_rows = src[:, r0:r1]  # (B, c, C)
-            attn = torch.softmax(torch.bmm(src_rows, aux_t), dim=-1)  # P: (B, c, N)
-            recon = torch.bmm(attn, aux)  # R: (B, c, C)
-            prob = torch.softmax(torch.bmm(recon, dst_t), dim=-1)  # Q: (B, c, N)
-            dist = _distance_chunk(grid_rows[:, r0:r1], stride, height, width, pow)  # (B, c, N)
+            torch.bmm(src_rows, aux_t, out=corr)  # A
+            _softmax(corr, out=attn)  # P
+            torch.bmm(attn, aux, out=recon)  # R = P fa
+            torch.bmm(recon, dst_t, out=corr)  # S
+            _softmax(corr, out=prob)  # Q
+            _distance_chunk(grid_rows[:, r0:r1], stride, height, width, pow, out=dist)  # D
             loss += torch.dot(dist.view(-1), prob.view(-1))
             if not compute_grad:
                 continue
-            grad_corr = _softmax_grad(dist, prob)  # dS: (B, c, N)
-            del dist, prob
-            grad_recon = torch.bmm(grad_corr, dst)  # dR: (B, c, C)
+            grad_corr = _softmax_grad(dist, prob, out=corr)  # dS, in corr's buffer
+            torch.bmm(grad_corr, dst, out=grad_recon)  # dR
             grad_dst.baddbmm_(grad_corr.transpose(1, 2), recon)
-            del grad_corr
-            grad_attn = torch.bmm(grad_recon, aux_t)  # dP: (B, c, N)
+            grad_attn = torch.bmm(grad_recon, aux_t, out=dist)  # dP, in dist's buffer
             grad_aux.baddbmm_(attn.transpose(1, 2), grad_recon)
-            grad_logits = _softmax_grad(grad_attn, attn)  # dA: (B, c, N)
-            del grad_attn, attn
+            grad_logits = _softmax_grad(grad_attn, attn, out=corr)  # dA, in corr's buffer
             torch.bmm(grad_logits, aux, out=grad_src[:, r0:r1])
             grad_aux.baddbmm_(grad_logits.transpose(1, 2), src_rows)
         scale = 1.0 / (num_cells * batch)

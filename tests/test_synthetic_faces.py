@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_loader import synthetic_faces as sf
-from data_loader.synthetic_faces import ensure_synthetic_celeba, write_synthetic_celeba
+from data_loader import synthetic as sf
+from data_loader.synthetic import ensure_synthetic_celeba, write_synthetic_celeba
 
 TINY = dict(num_train_identities=6, num_test_identities=6, images_per_identity=3,
             num_val_images=4, num_mafl_train=5, num_mafl_test=12, seed=3)
