@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from utils.tps import unnormalize_grid
+
 # Bytes of one (B, chunk_rows, N) temporary (about six are alive at once in a chunk).
 # CPU: 2-8 MiB chunks stay in cache and ran fastest in misc/bench_loss.py (16 MiB ~20%
 # slower, one 48 MiB chunk ~2x slower). GPU (not measured): larger chunks, fewer launches.
@@ -129,6 +131,15 @@ def _to_feature_layout(grad_rows: torch.Tensor, shape: torch.Size,
     return grad_rows.transpose(1, 2).reshape(shape).to(dtype)
 
 
+def _precomputed_backward(ctx, grad_output, name: str):
+    """The input gradients were computed in forward (the loss is a scalar): scale them."""
+    if not ctx.computed_grad:
+        raise RuntimeError(f"{name} was applied with compute_grad=False")
+    grads = [_to_feature_layout(g * grad_output, ctx.input_shape, ctx.input_dtype)
+             for g in ctx.saved_tensors]
+    return (*grads, None, None, None, None, None)
+
+
 class DenseCorrelationFunction(torch.autograd.Function):
     """Plain equivariance loss: sum d(u, v) softmax_v(<f1_u, f2_v>) / (N B).
 
@@ -180,11 +191,7 @@ class DenseCorrelationFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        if not ctx.computed_grad:
-            raise RuntimeError("DenseCorrelationFunction was applied with compute_grad=False")
-        grads = [_to_feature_layout(g * grad_output, ctx.input_shape, ctx.input_dtype)
-                 for g in ctx.saved_tensors]
-        return (*grads, None, None, None, None, None)
+        return _precomputed_backward(ctx, grad_output, "DenseCorrelationFunction")
 
 
 class DenseCorrelationDVEFunction(torch.autograd.Function):
@@ -255,11 +262,7 @@ class DenseCorrelationDVEFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        if not ctx.computed_grad:
-            raise RuntimeError("DenseCorrelationDVEFunction was applied with compute_grad=False")
-        grads = [_to_feature_layout(g * grad_output, ctx.input_shape, ctx.input_dtype)
-                 for g in ctx.saved_tensors]
-        return (*grads, None, None, None, None, None)
+        return _precomputed_backward(ctx, grad_output, "DenseCorrelationDVEFunction")
 
 
 def dense_correlation(feats_src: torch.Tensor, feats_dst: torch.Tensor, grid_px: torch.Tensor,
@@ -294,13 +297,6 @@ def dense_correlation(feats_src: torch.Tensor, feats_dst: torch.Tensor, grid_px:
                                              pow, chunk_rows, compute_grad)
 
 
-def unnormalize_grid(grid: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 2) normalized (align_corners=True) grid -> pixel (x, y) coordinates."""
-    height, width = grid.shape[1], grid.shape[2]
-    return torch.stack([(grid[..., 0] + 1) / 2 * (width - 1),
-                        (grid[..., 1] + 1) / 2 * (height - 1)], dim=-1)
-
-
 def reference_dense_correlation_loss(feats: List[torch.Tensor], meta: dict, pow: float = 0.5,
                                      normalize_vectors: bool = True,
                                      dve: bool = False) -> torch.Tensor:
@@ -316,7 +312,7 @@ def reference_dense_correlation_loss(feats: List[torch.Tensor], meta: dict, pow:
     batch, channels, height, width = feats1.shape
     h, w = feats2.shape[2:]
     stride = height_in // height
-    batch_grid_u = unnormalize_grid(grid)[:, ::stride, ::stride, :]  # (B, H, W, 2)
+    batch_grid_u = unnormalize_grid(grid, grid.shape[2], grid.shape[1])[:, ::stride, ::stride, :]  # (B, H, W, 2)
     ys, xs = torch.meshgrid(torch.arange(height_in, dtype=grid.dtype, device=grid.device),
                             torch.arange(width_in, dtype=grid.dtype, device=grid.device),
                             indexing="ij")

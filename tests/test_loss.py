@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import model
@@ -11,6 +12,7 @@ from model.dense_correlation import (DenseCorrelationDVEFunction, DenseCorrelati
                                      reference_dense_correlation_loss)
 from model.loss import dense_correlation_loss, dense_correlation_loss_dve
 from model.registry import LOSSES
+from utils.tps import unnormalize_grid
 
 LOSS_FNS = {"plain": (dense_correlation_loss, False), "dve": (dense_correlation_loss_dve, True)}
 
@@ -149,7 +151,7 @@ def test_descriptors_following_the_warp_score_lower_than_random(kind):
     freqs = 0.6 * torch.randn(channels, 2, generator=gen, dtype=torch.float64)
     phases = 2 * math.pi * torch.rand(channels, generator=gen, dtype=torch.float64)
     grid = smooth_grid(batch, size * stride, size * stride, seed=5)
-    grid_px = kernels.unnormalize_grid(grid)[:, ::stride, ::stride]  # (B, H, W, 2)
+    grid_px = unnormalize_grid(grid, grid.shape[2], grid.shape[1])[:, ::stride, ::stride]  # (B, H, W, 2)
     cells = torch.arange(size, dtype=torch.float64) * stride
     ys, xs = torch.meshgrid(cells, cells, indexing="ij")
     feats = []

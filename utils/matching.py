@@ -73,7 +73,9 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
     if count == 0:
         raise ValueError(f"matching needs at least two images; the dataset has {len(dataset)}")
     loader = DataLoader(Subset(dataset, range(count)), batch_size=images_per_batch,
-                        shuffle=False, num_workers=num_workers, drop_last=False)
+                        shuffle=False, num_workers=num_workers, drop_last=False,
+                        generator=torch.Generator())  # its base seed draw must not touch
+    # the global generator, which the protocol's warps use
     warper = Warper(**MATCHING_WARPER_ARGS)
     scale = REFERENCE_WIDTH / (dataset.imwidth - 2 * dataset.crop)
     was_training = model.training

@@ -216,7 +216,7 @@ def write_synthetic_celeba(root, *, num_train_identities: int = 300,
     tmp = root.parent / f"{root.name}{TEMP_INFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        (tmp / OWNER_NAME).write_text("written by data_loader/synthetic_faces.py\n")
+        (tmp / OWNER_NAME).write_text("written by data_loader/synthetic/writer.py\n")
         landmarks = _render_all(tmp, plan, params["seed"])
         _write_lists(tmp, plan, landmarks)
         counts = {name: plan.splits.count(split)

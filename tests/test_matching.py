@@ -1,0 +1,75 @@
+"""The matching protocol's pieces against hand computations."""
+import torch
+from torch import nn
+
+from data_loader.warper import Warper
+from utils.matching import (MATCHING_WARPER_ARGS, evaluate_matching, grid_limit_prediction,
+                            keypoint_cells, match_keypoints)
+
+
+def test_cells_round_half_to_even_and_clamp():
+    keypts = torch.tensor([[[3.0, 5.0], [1.0, 7.0], [-3.0, 40.0]]])  # (1, 3, 2)
+    cells = keypoint_cells(keypts, stride=2.0, height=10, width=10)
+    # 1.5 -> 2, 2.5 -> 2, 0.5 -> 0, 3.5 -> 4, -1.5 -> clamp 0, 20 -> clamp 9
+    assert cells.tolist() == [[2 * 10 + 2, 4 * 10 + 0, 9 * 10 + 0]]
+
+
+def test_grid_limit_is_the_nearest_cell_pixel():
+    keypts = torch.tensor([[[3.2, 4.9], [0.4, 9.1]]])
+    predicted = grid_limit_prediction(keypts, stride=2.0, height=8, width=8)
+    assert predicted.tolist() == [[[4.0, 4.0], [0.0, 10.0]]]
+
+
+def test_match_finds_shifted_descriptors():
+    generator = torch.Generator().manual_seed(0)
+    src = nn.functional.normalize(torch.randn(2, 64, 9, 11, generator=generator), dim=1)
+    dst = torch.roll(src, shifts=(2, -3), dims=(2, 3))  # content moves 2 down, 3 left
+    keypts = torch.tensor([[[8.0, 6.0], [10.0, 2.0]], [[12.0, 12.0], [6.0, 8.0]]])  # stride 2
+    predicted = match_keypoints(src, keypts, dst, stride=2.0)
+    cells = keypts / 2
+    expected = torch.stack([(cells[..., 0] - 3) % 11, (cells[..., 1] + 2) % 9], -1) * 2
+    assert torch.equal(predicted, expected)
+
+
+class PixelNet(nn.Module):
+    """Descriptors = the normalized input pixels at stride 2 (a fixed, untrainable map)."""
+
+    def forward(self, images):
+        return [images[:, :, ::2, ::2]]
+
+
+def _dataset(images, keypts, crop):
+    class Tiny(torch.utils.data.Dataset):
+        imwidth = images.shape[-1]
+
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, index):
+            return {"data": images[index], "keypts": keypts[index], "index": index}
+
+    dataset = Tiny()
+    dataset.crop = crop
+    return dataset
+
+
+def test_references_equal_an_independent_recomputation():
+    generator = torch.Generator().manual_seed(1)
+    images = (torch.rand(5, 3, 40, 40, generator=generator) * 255).to(torch.uint8)
+    keypts = 8 + 24 * torch.rand(5, 4, 2, generator=generator)
+    result = evaluate_matching(PixelNet(), _dataset(images, keypts, crop=4), torch.device("cpu"),
+                               images_per_batch=4)
+    assert result["num_image_pairs"] == 2  # the odd last image is dropped
+    torch.manual_seed(0)  # the protocol's seed; two loader batches: 4 images, then none left
+    pair = Warper(**MATCHING_WARPER_ARGS)(images[:4].float(), keypts=keypts[:4], crop=4)
+    scale = 70 / (40 - 8)
+    src = pair.keypts_first[0::2]
+    copy_same = ((src - pair.keypts_second[0::2]).norm(dim=-1) * scale).mean()
+    copy_diff = ((src - pair.keypts_second[1::2]).norm(dim=-1) * scale).mean()
+    assert abs(result["copy_baseline"]["same_identity"] - copy_same.item()) < 1e-5
+    assert abs(result["copy_baseline"]["different_identity"] - copy_diff.item()) < 1e-5
+    snapped = torch.clamp(torch.round(pair.keypts_second / 2), 0, 15) * 2
+    grid_err = ((snapped - pair.keypts_second).norm(dim=-1) * scale)
+    assert abs(result["grid_limit"]["same_identity"] - grid_err[0::2].mean().item()) < 1e-5
+    for key in ("same_identity", "different_identity"):
+        assert result[key] >= result["grid_limit"][key]
