@@ -74,6 +74,17 @@ def resolve_config(args):
     return apply_overrides(config, overrides, path), path
 
 
+def parallelize(network, n_gpu: int, device: torch.device):
+    """``n_gpu`` > 1 on CUDA: DataParallel over the first ``n_gpu`` devices (the loss then
+    sees the whole gathered batch, so the DVE auxiliary is the next pair of the batch,
+    not of the device shard as in the original)."""
+    available = torch.cuda.device_count() if device.type == "cuda" else 0
+    if n_gpu and n_gpu > 1 and available > 1:
+        _logger.info("DataParallel over %d GPUs", min(n_gpu, available))
+        return torch.nn.DataParallel(network, device_ids=list(range(min(n_gpu, available))))
+    return network
+
+
 def train_embedding(config, config_path, args, device, seed: int) -> dict:
     torch.manual_seed(seed)
     run_id = None
@@ -88,6 +99,7 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
     network = build_model(config, config_path).to(device)
     if config.get("finetune_from") and not args.resume:
         load_finetune_weights(network, config["finetune_from"], device)
+    trained_network = parallelize(network, config.get("n_gpu", 1), device)
     train_set = build_dataset(config, config_path, train=True)
     valid_set = build_dataset(config, config_path, train=False)
     _logger.info("%s: %d training and %d validation images", config["dataset"]["type"],
@@ -103,14 +115,14 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
         writer = SummaryWriter(str(log_dir))
     optimizer = build_optimizer(config, network, config_path)
     trainer = EmbeddingTrainer(
-        model=network, optimizer=optimizer,
+        model=trained_network, optimizer=optimizer,
         lr_scheduler=build_scheduler(config, optimizer, config_path),
         config=config, config_path=str(config_path), device=device, model_dir=model_dir, writer=writer,
         max_epochs=1 if args.train_single_epoch else None,
         loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
         train_loader=train_loader, valid_loader=valid_loader,
-        train_pipeline=build_pair_pipeline(warper, train_set),
-        valid_pipeline=build_pair_pipeline(warper, valid_set),
+        train_pipeline=build_pair_pipeline(warper, train_set, train=True),
+        valid_pipeline=build_pair_pipeline(warper, valid_set, train=False),
         visualizations=resolve_visualizations(config, config_path),
         max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
         seed=seed, loader_generator=loader_generator)
@@ -121,6 +133,13 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
         writer.close()
     return run_matching(network, config, config_path, trainer.last_checkpoint, device,
                         num_workers=workers, vis=args.vis)
+
+
+def log_seed_summary(seeds, results) -> None:
+    for key in ("same_identity", "different_identity"):
+        values = torch.tensor([r[key] for r in results], dtype=torch.float64)
+        _logger.info("%s over seeds %s: %.4f +/- %.4f", key, seeds, values.mean().item(),
+                     values.std().item())
 
 
 def main(argv=None) -> int:
@@ -137,7 +156,9 @@ def main(argv=None) -> int:
                 print(f"  missing on this machine: {item}")
             return 0
         seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
-        train_embedding(config, config_path, args, device, seeds[0])
+        results = [train_embedding(config, config_path, args, device, seed) for seed in seeds]
+        if len(results) > 1:
+            log_seed_summary(seeds, results)
     except (ConfigError, CheckpointError, FileNotFoundError) as err:
         _logger.error("error: %s", err)
         return 2

@@ -45,6 +45,7 @@ class PairPipeline:
         return {"data": normalize_images(images01), "meta": meta}
 
 
-def build_pair_pipeline(warper, dataset) -> PairPipeline:
-    augment = PhotometricAugmentation() if dataset.do_augmentations else None
+def build_pair_pipeline(warper, dataset, train: bool) -> PairPipeline:
+    """Photometric augmentation for training batches of datasets with ``do_augmentations``."""
+    augment = PhotometricAugmentation() if (train and dataset.do_augmentations) else None
     return PairPipeline(warper, crop=dataset.crop, augment=augment)

@@ -17,9 +17,13 @@ def setup_logging(log_dir: Optional[Path] = None, verbosity: int = 2) -> None:
         console._dve_console = True
         root.addHandler(console)
     if log_dir is not None:
+        for old in [h for h in root.handlers if getattr(h, "_dve_run_file", False)]:
+            root.removeHandler(old)  # a new run (e.g. the next seed) logs to its own file
+            old.close()
         log_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(log_dir / "info.log")
         handler.setFormatter(logging.Formatter(FORMAT))
+        handler._dve_run_file = True
         root.addHandler(handler)
     for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

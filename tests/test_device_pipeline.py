@@ -1,0 +1,37 @@
+"""The on-device pair pipeline: interleaving, crop, normalization, augmentation switch."""
+import torch
+
+from data_loader.device_pipeline import PairPipeline, build_pair_pipeline, interleave
+from data_loader.photometric import IMAGE_MEAN, IMAGE_STD
+from data_loader.warper import Warper
+
+ZERO_WARP = dict(warpsd_all=0, warpsd_subset=0, transsd=0, scalesd=0, rotsd=0)
+
+
+def test_interleave_orders_pairs():
+    first, second = torch.tensor([[1], [3]]), torch.tensor([[2], [4]])
+    assert interleave(first, second).flatten().tolist() == [1, 2, 3, 4]
+
+
+def test_identity_warp_gives_cropped_normalized_images_and_shifted_keypoints():
+    images = torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8)
+    keypts = torch.tensor([[[5.0, 7.0]], [[10.0, 12.0]], [[4.0, 4.0]]])
+    out = PairPipeline(Warper(**ZERO_WARP), crop=3)(
+        {"data": images, "keypts": keypts, "index": torch.arange(3)}, torch.device("cpu"))
+    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    expected = (images[:, :, 3:17, 3:17].float() / 255 - mean) / std  # by hand
+    assert out["data"].shape == (6, 3, 14, 14)
+    assert torch.allclose(out["data"][0::2], expected, atol=1e-5)
+    assert torch.allclose(out["data"][1::2], expected, atol=1e-5)
+    assert torch.allclose(out["meta"]["keypts"][0::2], keypts - 3)
+    assert out["meta"]["grid"].shape == (3, 14, 14, 2)
+
+
+class _Data:
+    crop, do_augmentations = 2, True
+
+
+def test_photometric_augmentation_only_for_training():
+    assert build_pair_pipeline(Warper(), _Data(), train=True).augment is not None
+    assert build_pair_pipeline(Warper(), _Data(), train=False).augment is None
