@@ -72,10 +72,11 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
     count = len(dataset) // 2 * 2
     if count == 0:
         raise ValueError(f"matching needs at least two images; the dataset has {len(dataset)}")
+    # The loader gets its own generator: its base-seed draw must not consume the global
+    # generator, which the protocol's warps use.
     loader = DataLoader(Subset(dataset, range(count)), batch_size=images_per_batch,
                         shuffle=False, num_workers=num_workers, drop_last=False,
-                        generator=torch.Generator())  # its base seed draw must not touch
-    # the global generator, which the protocol's warps use
+                        generator=torch.Generator())
     warper = Warper(**MATCHING_WARPER_ARGS)
     scale = REFERENCE_WIDTH / (dataset.imwidth - 2 * dataset.crop)
     was_training = model.training
