@@ -2,6 +2,11 @@
 
     python test_matching.py --config configs/celeba/smallnet-16d-dve.json --resume CKPT
     python test_matching.py --resume saved/models/<name>/<run>/checkpoint-epoch20.pth --vis
+    python test_matching.py --config configs/celeba/hourglass-64d-dve.json --resume model_best.pth
+
+``--resume`` takes this project's checkpoints and the released DVE ones (embedding or
+regressor checkpoints, whose embedding part is evaluated); a released checkpoint needs
+``--config``, its own pickled config is never executed.
 """
 import argparse
 import logging
@@ -12,7 +17,8 @@ import torch
 
 from trainer.builders import build_model
 from trainer.matching_run import run_matching
-from utils.checkpoint import CheckpointError, load_checkpoint, strip_prefix
+from utils.checkpoint import (CheckpointError, checkpoint_config, load_checkpoint,
+                              load_weights_into)
 from utils.config import apply_overrides, load_config
 from utils.device import resolve_device
 from utils.logging_setup import setup_logging
@@ -37,6 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def embedding_network(network: torch.nn.Module) -> torch.nn.Module:
+    """The embedding inside a regression model (a config with ``keypoint_regressor``:
+    ``Sequential(wrapper with wrapped_module, ...)``), else the network itself."""
+    if isinstance(network, torch.nn.Sequential) and hasattr(network[0], "wrapped_module"):
+        return network[0].wrapped_module
+    return network
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
@@ -47,19 +61,20 @@ def main(argv=None) -> int:
             config_path = Path(args.config)
             config = load_config(config_path)
         elif state is not None:
-            config, config_path = state["config"], Path(state.get("config_path", "checkpoint"))
+            config, config_path = checkpoint_config(state, args.resume)
         else:
             raise ConfigError("pass --config CONFIG.json and/or --resume CHECKPOINT")
         config = apply_overrides(config, args.set, config_path)
         torch.manual_seed(args.seed)
         network = build_model(config, config_path).to(device)
         if state is not None:
-            network.load_state_dict(strip_prefix(state["state_dict"]))
+            load_weights_into(network, args.resume, device, source="--resume", state=state)
         else:
             _logger.warning("no --resume: evaluating the untrained network (seed %d)", args.seed)
         output_dir = args.output_dir or (None if args.resume else "saved/untrained")
-        run_matching(network, config, config_path, args.resume, device, vis=args.vis,
-                     eval_data=args.eval_data, output_dir=output_dir)
+        run_matching(embedding_network(network), config, config_path,
+                     args.resume, device, vis=args.vis, eval_data=args.eval_data,
+                     output_dir=output_dir)
     except (ConfigError, CheckpointError, FileNotFoundError) as err:
         _logger.error("error: %s", err)
         return 2

@@ -1,6 +1,7 @@
 """Train a dense embedding (or, with a keypoint_regressor block, a landmark regressor).
 
     python train.py --config configs/synthetic/smallnet-16d-dve.json
+    python train.py --config configs/synthetic-keypoints/smallnet-16d-dve.json
     python train.py --config C --dry-run
     python train.py --resume saved/models/<name>/<run>/checkpoint-epoch5.pth
 """
@@ -13,16 +14,23 @@ from pathlib import Path
 import torch
 
 from data_loader.device_pipeline import build_pair_pipeline
+from data_loader.keypoint_pipeline import build_keypoint_pipeline
 from data_loader.loaders import make_loader
+from data_loader.restricted_annos import RestrictedAnnotations
 from trainer.builders import (build_dataset, build_model, build_warper, dry_run,
-                              load_finetune_weights, resolve_loss, resolve_visualizations)
+                              load_finetune_weights, resolve_loss, resolve_metrics,
+                              resolve_visualizations)
+from trainer.descriptor_cache import CACHE_BATCH, cache_splits
 from trainer.embedding_trainer import EmbeddingTrainer
+from trainer.keypoint_trainer import KeypointTrainer, index_loader
 from trainer.matching_run import run_matching
 from trainer.optim import build_optimizer, build_scheduler
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+from utils.checkpoint_search import require_checkpoint
 from utils.config import apply_overrides, load_config, run_directories
 from utils.device import resolve_device
-from utils.logging_setup import setup_logging
+from utils.error_curve import write_error_report
+from utils.logging_setup import close_run_log, setup_logging
 from utils.registry import ConfigError
 
 _logger = logging.getLogger("train")
@@ -34,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-c", "--config", help="JSON config file")
     parser.add_argument("-r", "--resume", help="checkpoint to resume from")
     parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id (default: cuda if available)")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds, one run each")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, one run each, then "
+                        "the mean and std of the final errors")
     parser.add_argument("--mini_train", action="store_true",
                         help=f"at most {MINI_TRAIN_BATCHES} batches per epoch (a smoke run)")
     parser.add_argument("--train_single_epoch", action="store_true", help="train one epoch")
@@ -60,8 +69,7 @@ def resolve_config(args):
         path = Path(args.config)
         config = load_config(path)
     elif args.resume:
-        state = load_checkpoint(args.resume)
-        config, path = state["config"], Path(state.get("config_path", "resumed/config.json"))
+        config, path = checkpoint_config(load_checkpoint(args.resume), args.resume)
     else:
         raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT to continue a run)")
     overrides = list(args.set)
@@ -85,7 +93,8 @@ def parallelize(network, n_gpu: int, device: torch.device):
     return network
 
 
-def train_embedding(config, config_path, args, device, seed: int) -> dict:
+def start_run(config, config_path, args, device, seed: int):
+    """Seed, create the run folders, log to them, save the config; -> (model dir, writer)."""
     torch.manual_seed(seed)
     run_id = None
     if args.resume:
@@ -94,11 +103,25 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
     setup_logging(log_dir, config["trainer"].get("verbosity", 2))
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.json").write_text(json.dumps(config, indent=4))
-    _logger.info("run folder %s, logs %s, device %s", model_dir, log_dir, device)
+    _logger.info("run folder %s, logs %s, device %s, seed %d", model_dir, log_dir, device, seed)
+    writer = None
+    if config["trainer"].get("tensorboardX", config["trainer"].get("tensorboard", True)):
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(log_dir))
+    return model_dir, writer
 
-    network = build_model(config, config_path).to(device)
+
+def finetune(network, config, args, device) -> None:
+    """Initialise ``network`` from ``finetune_from`` (a file, a folder of runs or a glob:
+    ``utils.checkpoint_search``), unless resuming."""
     if config.get("finetune_from") and not args.resume:
-        load_finetune_weights(network, config["finetune_from"], device)
+        load_finetune_weights(network, require_checkpoint(config["finetune_from"]), device)
+
+
+def train_embedding(config, config_path, args, device, seed: int) -> dict:
+    model_dir, writer = start_run(config, config_path, args, device, seed)
+    network = build_model(config, config_path).to(device)
+    finetune(network, config, args, device)
     trained_network = parallelize(network, config.get("n_gpu", 1), device)
     train_set = build_dataset(config, config_path, train=True)
     valid_set = build_dataset(config, config_path, train=False)
@@ -109,10 +132,6 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
     loader_generator = torch.Generator().manual_seed(seed)
     train_loader = make_loader(train_set, config["batch_size"], True, device, workers, loader_generator)
     valid_loader = make_loader(valid_set, 32, False, device, workers)
-    writer = None
-    if config["trainer"].get("tensorboardX", config["trainer"].get("tensorboard", True)):
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(log_dir))
     optimizer = build_optimizer(config, network, config_path)
     trainer = EmbeddingTrainer(
         model=trained_network, optimizer=optimizer,
@@ -131,12 +150,73 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
     trainer.train()
     if writer is not None:
         writer.close()
+    if not train_set.has_keypoints:
+        _logger.info("%s has no keypoint annotations: no matching evaluation; run test_matching.py "
+                     "--resume %s --eval_data <an annotated dataset type>", config["dataset"]["type"],
+                     trainer.last_checkpoint)
+        return {}
     return run_matching(network, config, config_path, trainer.last_checkpoint, device,
                         num_workers=workers, vis=args.vis)
 
 
+def train_keypoint_regressor(config, config_path, args, device, seed: int) -> dict:
+    """A landmark regressor on the frozen (``finetune_from``) embedding; ends by writing
+    ``keypoints.json`` and the error curve of the last validation pass."""
+    model_dir, writer = start_run(config, config_path, args, device, seed)
+    model = build_model(config, config_path).to(device)
+    finetune(model[0].wrapped_module, config, args, device)
+    train_set = build_dataset(config, config_path, train=True)
+    valid_set = build_dataset(config, config_path, train=False)
+    if config.get("restrict_annos"):
+        train_set = RestrictedAnnotations(train_set, int(config["restrict_annos"]), seed)
+    _logger.info("%s: %d training and %d validation images", config["dataset"]["type"],
+                 len(train_set), len(valid_set))
+    warper = build_warper(config, config_path) if "warper" in config else None
+    train_pipeline = build_keypoint_pipeline(warper, train_set, train=True)
+    valid_pipeline = build_keypoint_pipeline(warper, valid_set, train=False,
+                                             warp_val=config.get("warp_val", True))
+    workers = 0 if args.disable_workers else config["trainer"].get("num_workers")
+    loader_generator = torch.Generator().manual_seed(seed)
+    caches = (None, None)
+    if config.get("cache_descriptors"):
+        caches = cache_splits(model[0], make_loader(train_set, CACHE_BATCH, False, device, workers),
+                              make_loader(valid_set, CACHE_BATCH, False, device, workers),
+                              train_pipeline, valid_pipeline, device, seed, config_path)
+        train_loader = index_loader(len(train_set), config["batch_size"], True, loader_generator)
+        valid_loader = index_loader(len(valid_set), 32, False)
+    else:
+        train_loader = make_loader(train_set, config["batch_size"], True, device, workers,
+                                   loader_generator)
+        valid_loader = make_loader(valid_set, 32, False, device, workers)
+    optimizer = build_optimizer(config, model, config_path)
+    trainer = KeypointTrainer(
+        model=model, optimizer=optimizer, lr_scheduler=build_scheduler(config, optimizer, config_path),
+        config=config, config_path=str(config_path), device=device, model_dir=model_dir, writer=writer,
+        max_epochs=1 if args.train_single_epoch else None,
+        loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
+        metrics=resolve_metrics(config, config_path), train_loader=train_loader,
+        valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
+        eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1],
+        visualizations=resolve_visualizations(config, config_path),
+        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
+        seed=seed, loader_generator=loader_generator)
+    if args.resume:
+        trainer.resume(args.resume)
+    trainer.train()
+    if writer is not None:
+        writer.close()
+    if trainer.last_valid_errors is None:
+        raise ConfigError(f"{config_path}: no validation pass ran (trainer.epochs already reached?); "
+                          f"evaluate the checkpoint with test_keypoints.py --resume")
+    return write_error_report(trainer.last_valid_errors.numpy(), model_dir,
+                              title=model_dir.parent.name)
+
+
 def log_seed_summary(seeds, results) -> None:
-    for key in ("same_identity", "different_identity"):
+    """Mean and standard deviation over seeds of each final figure of the runs."""
+    keys = ("inter_ocular_error",) if "inter_ocular_error" in results[0] else (
+        "same_identity", "different_identity")
+    for key in [k for k in keys if k in results[0]]:
         values = torch.tensor([r[key] for r in results], dtype=torch.float64)
         _logger.info("%s over seeds %s: %.4f +/- %.4f", key, seeds, values.mean().item(),
                      values.std().item())
@@ -156,12 +236,15 @@ def main(argv=None) -> int:
                 print(f"  missing on this machine: {item}")
             return 0
         seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
-        results = [train_embedding(config, config_path, args, device, seed) for seed in seeds]
+        run = train_keypoint_regressor if "keypoint_regressor" in config else train_embedding
+        results = [run(config, config_path, args, device, seed) for seed in seeds]
         if len(results) > 1:
             log_seed_summary(seeds, results)
     except (ConfigError, CheckpointError, FileNotFoundError) as err:
         _logger.error("error: %s", err)
         return 2
+    finally:
+        close_run_log()
     return 0
 
 

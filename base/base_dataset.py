@@ -1,30 +1,199 @@
-"""Shared base of the face datasets: decoding, cropping, resizing and keypoint geometry.
+"""Shared base of the face datasets: index reading, decoding, cropping, resizing, keypoints.
 
 A dataset item is a dict with ``data`` (3, imwidth, imwidth) uint8, ``index`` and, when
 ``use_keypoints``, ``keypts`` (K, 2) float32 (x, y) pixels of that resized image. Warps,
 the ``crop`` margin and photometric augmentation happen later, batched on the device
-(``data_loader.device_pipeline``); a subclass only parses its index files and says which
-source box each image is cut from.
+(``data_loader.device_pipeline``); a subclass only parses its index files and says how
+an image becomes the ``imwidth`` square (``source_box``, or ``render`` for anything
+that is not one crop and one resize).
 """
+import math
+from collections import abc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-Box = Tuple[float, float, float, float]  # left, top, right, bottom in source pixels
+Box = Tuple[int, int, int, int]  # left, top, right, bottom in source pixels (right exclusive)
+MINIVAL_FRACTION = 0.1  # ``use_minival``: the last 10% of the training list
 
 
 class MissingDataError(FileNotFoundError):
-    """A dataset file is absent; the message names it and the command that fetches it."""
+    """A dataset file is absent; the message names it and how to get it."""
 
 
-def require_file(path: Path, fetch_hint: str) -> Path:
+class AnnotationError(ValueError):
+    """An annotation file does not have the expected layout; the message names file and line."""
+
+
+def require_file(path: Path, remedy: str) -> Path:
+    """``path`` if it exists, else a ``MissingDataError`` naming it and ``remedy``."""
     if not path.exists():
-        raise MissingDataError(f"{path} not found; fetch the dataset with: {fetch_hint}")
+        raise MissingDataError(f"{path} not found; {remedy}")
     return path
+
+
+def read_numbered_rows(path: Path, columns: Optional[int] = None,
+                       min_columns: Optional[int] = None,
+                       skip: int = 0) -> List[Tuple[int, List[str]]]:
+    """(1-based line number, fields) of a whitespace-separated text table after ``skip``
+    lines; blank lines ignored.
+
+    Every row must have exactly ``columns`` (or at least ``min_columns``) fields; a row
+    that does not raises an ``AnnotationError`` naming the file and its line.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line_number <= skip or not line.strip():
+                continue
+            fields = line.split()
+            wrong = (columns is not None and len(fields) != columns) or \
+                    (min_columns is not None and len(fields) < min_columns)
+            if wrong:
+                wanted = f"{columns}" if columns is not None else f"at least {min_columns}"
+                raise AnnotationError(f"{path}:{line_number}: expected {wanted} columns, found "
+                                      f"{len(fields)}; fix or re-fetch the file")
+            rows.append((line_number, fields))
+    return rows
+
+
+def read_rows(path: Path, columns: Optional[int] = None, min_columns: Optional[int] = None,
+              skip: int = 0) -> List[List[str]]:
+    """The fields of ``read_numbered_rows``, without line numbers."""
+    return [fields for _, fields in read_numbered_rows(path, columns, min_columns, skip)]
+
+
+def read_table(path: Path, columns: int, skip: int = 0, text_columns: Sequence[int] = (0,)
+               ) -> pd.DataFrame:
+    """A whitespace-separated table of exactly ``columns`` fields per row after ``skip``
+    lines, numbers except in ``text_columns`` (fast, pandas). A malformed row raises the
+    ``AnnotationError`` of ``read_numbered_rows`` / ``parse_floats``, naming file and line."""
+    try:
+        table = pd.read_csv(path, sep=r"\s+", header=None, skiprows=skip, engine="c",
+                            dtype={c: str for c in text_columns})
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=range(columns))
+    except pd.errors.ParserError:
+        table = None
+    numeric = [c for c in range(columns) if c not in text_columns]
+    if (table is None or table.shape[1] != columns or table.isna().to_numpy().any()
+            or not all(pd.api.types.is_numeric_dtype(table[c]) for c in numeric)):
+        rows = read_numbered_rows(path, columns=columns, skip=skip)
+        for line_number, fields in rows:
+            parse_floats(path, line_number, [fields[c] for c in numeric])
+        table = pd.DataFrame([fields for _, fields in rows])
+        table[numeric] = table[numeric].astype(np.float64)
+    return table
+
+
+def read_name_list(path: Path) -> List[str]:
+    """One name (or relative path) per line, in file order."""
+    return [row[0] for row in read_rows(path, columns=1)]
+
+
+def parse_floats(path: Path, line_number: int, fields: Sequence[str]) -> List[float]:
+    try:
+        return [float(field) for field in fields]
+    except ValueError:
+        raise AnnotationError(f"{path}:{line_number}: expected numbers, found "
+                              f"{' '.join(fields)!r}") from None
+
+
+def read_pts(path: Path) -> np.ndarray:
+    """An iBUG ``.pts`` file (``version: 1``, ``n_points: N``, ``{``, N lines ``x y``, ``}``)
+    -> (N, 2) float32 as written (1-based pixels)."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        count_line = next(i for i, line in enumerate(lines) if line.startswith("n_points"))
+        count = int(lines[count_line].split(":")[1])
+        start = lines.index("{", count_line) + 1
+    except (StopIteration, ValueError, IndexError):
+        raise AnnotationError(f"{path}: not an iBUG .pts file (expected 'n_points: N' then "
+                              f"'{{'); fix or re-fetch it") from None
+    points = []
+    for offset in range(count):
+        line_number = start + offset + 1
+        fields = lines[start + offset].split() if start + offset < len(lines) else []
+        if len(fields) != 2:
+            raise AnnotationError(f"{path}:{line_number}: expected 2 columns (x y) for point "
+                                  f"{offset + 1} of {count}, found {len(fields)}")
+        points.append(parse_floats(path, line_number, fields))
+    end = start + count
+    if end >= len(lines) or lines[end] != "}":
+        raise AnnotationError(f"{path}:{end + 1}: expected '}}' after {count} points")
+    return np.array(points, dtype=np.float32).reshape(count, 2)
+
+
+def minival_slice(count: int, train: bool) -> slice:
+    """With ``use_minival``: training = the first 90% of the training list, validation =
+    the last ``count // 10``."""
+    num_val = int(count * MINIVAL_FRACTION)
+    return slice(0, count - num_val) if train else slice(count - num_val, count)
+
+
+def tail_split(count: int, fraction: float, train: bool) -> slice:
+    """Training = all but the last ``round(fraction * count)`` items; those are the
+    held-out split (at least one when ``fraction`` > 0 and there are two items)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    held_out = int(round(fraction * count))
+    if fraction > 0 and count >= 2:
+        held_out = min(max(held_out, 1), count - 1)
+    return slice(0, count - held_out) if train else slice(count - held_out, count)
+
+
+class JoinedPaths(abc.Sequence):
+    """``folder / name`` for each name, built on access (cheap for 200,000 images)."""
+
+    def __init__(self, folder: Path, names: Sequence[str]):
+        self.folder = Path(folder)
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.folder / name for name in self.names[index]]
+        return self.folder / self.names[index]
+
+
+@dataclass(frozen=True)
+class KeypointMap:
+    """The per-axis affine map source pixels -> output pixels: ``k * scale + offset``."""
+    scale: Tuple[float, float]
+    offset: Tuple[float, float]
+
+    @classmethod
+    def from_box(cls, box: Box, imwidth: int) -> "KeypointMap":
+        """The map of cutting ``box`` and resizing it to ``imwidth`` x ``imwidth``."""
+        left, top, right, bottom = box
+        scale = (imwidth / (right - left), imwidth / (bottom - top))
+        return cls(scale, (-left * scale[0], -top * scale[1]))
+
+    def __call__(self, keypoints: np.ndarray) -> np.ndarray:
+        """(K, 2) source (x, y) -> (K, 2) float32 output (x, y)."""
+        return (keypoints * np.array(self.scale) + np.array(self.offset)).astype(np.float32)
+
+
+def box_around(points: np.ndarray, margin: float, size: Tuple[int, int]) -> Box:
+    """The square box centred on the points' bounding box, of side (1 + 2 margin) times its
+    longer side (at least 2 pixels); it may leave the image (zero padding)."""
+    finite = points[np.isfinite(points).all(axis=1)]
+    if len(finite) == 0:
+        return 0, 0, size[0], size[1]
+    low, high = finite.min(axis=0), finite.max(axis=0)
+    centre = (low + high) / 2
+    side = max(2, int(math.ceil((1 + 2 * margin) * float((high - low).max()))))
+    left = int(math.floor(centre[0] - side / 2))
+    top = int(math.floor(centre[1] - side / 2))
+    return left, top, left + side, top + side
 
 
 class LandmarkImageDataset(Dataset):
@@ -39,8 +208,9 @@ class LandmarkImageDataset(Dataset):
         do_augmentations: photometric augmentation (applied by the device pipeline).
     """
 
-    eye_indices: Tuple[int, int] = (0, 1)
+    eye_indices: Optional[Tuple[int, int]] = (0, 1)  # the inter-ocular error's pair
     fetch_hint: str = "python misc/sync_datasets.py --dataset <name>"
+    has_keypoints: bool = True  # False for datasets without annotations (ImageFolder)
 
     def __init__(self, root, train: bool = True, imwidth: int = 100, crop: int = 0,
                  use_keypoints: bool = False, do_augmentations: bool = False):
@@ -52,15 +222,34 @@ class LandmarkImageDataset(Dataset):
         self.crop = crop
         self.use_keypoints = use_keypoints
         self.do_augmentations = do_augmentations
-        self.image_paths: List[Path] = []
+        self.image_paths: Sequence[Path] = []
         self.keypoints: Optional[np.ndarray] = None  # (N, K, 2) source pixels
+
+    @classmethod
+    def missing_data_remedy(cls) -> str:
+        """What a user does about a missing or broken file of this dataset."""
+        return f"fetch the dataset with: {cls.fetch_hint}"
+
+    @property
+    def remedy(self) -> str:
+        return self.missing_data_remedy()
+
+    def require(self, path: Path) -> Path:
+        return require_file(path, self.remedy)
 
     def __len__(self) -> int:
         return len(self.image_paths)
 
     def source_box(self, index: int, size: Tuple[int, int]) -> Box:
         """The region of the source image (width, height = ``size``) that becomes the output."""
-        return 0.0, 0.0, float(size[0]), float(size[1])
+        return 0, 0, size[0], size[1]
+
+    def render(self, index: int, image: Image.Image) -> Tuple[Image.Image, KeypointMap]:
+        """The ``imwidth`` square made from the source ``image`` and the keypoint map that
+        goes with it: cut ``source_box`` (zero padding outside the image), resize bilinear."""
+        box = tuple(int(v) for v in self.source_box(index, image.size))
+        square = image.crop(box).resize((self.imwidth, self.imwidth), Image.BILINEAR)
+        return square, KeypointMap.from_box(box, self.imwidth)
 
     def open_image(self, index: int) -> Image.Image:
         path = self.image_paths[index]
@@ -68,32 +257,19 @@ class LandmarkImageDataset(Dataset):
             with Image.open(path) as image:
                 return image.convert("RGB")
         except FileNotFoundError:
-            raise MissingDataError(f"image {path} (index {index}) not found; fetch the "
-                                   f"dataset with: {self.fetch_hint}") from None
+            raise MissingDataError(f"image {path} (index {index}) not found; "
+                                   f"{self.remedy}") from None
         except (UnidentifiedImageError, OSError) as err:
             raise OSError(f"image {path} (index {index}) is unreadable or truncated: {err}; "
-                          f"re-fetch the dataset with: {self.fetch_hint}") from None
-
-    def transform_keypoints(self, keypoints: np.ndarray, box: Box) -> np.ndarray:
-        """Source pixels -> pixels of the ``imwidth`` output cut from ``box``."""
-        left, top, right, bottom = box
-        scale = np.array([self.imwidth / (right - left), self.imwidth / (bottom - top)])
-        return ((keypoints - np.array([left, top])) * scale).astype(np.float32)
+                          f"replace the file ({self.remedy})") from None
 
     def __getitem__(self, index: int) -> dict:
-        image = self.open_image(index)
-        box = self.source_box(index, image.size)
-        image = image.crop(tuple(int(round(v)) for v in box)).resize(
-            (self.imwidth, self.imwidth), Image.BILINEAR)
-        item = {"data": torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous(),
+        square, keypoint_map = self.render(index, self.open_image(index))
+        item = {"data": torch.from_numpy(np.array(square)).permute(2, 0, 1).contiguous(),
                 "index": index}
         if self.use_keypoints:
             if self.keypoints is None:
-                raise ValueError(f"{type(self).__name__} has no keypoint annotations")
-            item["keypts"] = torch.from_numpy(self.transform_keypoints(self.keypoints[index], box))
+                raise ValueError(f"{type(self).__name__} has no keypoint annotations; "
+                                 f"set dataset.args.use_keypoints to false")
+            item["keypts"] = torch.from_numpy(keypoint_map(self.keypoints[index]))
         return item
-
-
-def select_in_order(names: Sequence[str], keep: set) -> np.ndarray:
-    """Indices of ``names`` that are in ``keep``, in the order of ``names``."""
-    return np.array([i for i, name in enumerate(names) if name in keep], dtype=np.int64)

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
-from utils.checkpoint import load_checkpoint, save_checkpoint, strip_prefix
+from utils.checkpoint import load_weights_into, save_checkpoint
 
 _logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class BaseTrainer:
             "state_dict": model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
-            "monitor_best": self.monitor_best,
+            "monitor_best": float(self.monitor_best),
             "config": self.config,
             "config_path": self.config_path,
             **self.extra_state(),
@@ -140,14 +140,19 @@ class BaseTrainer:
         return path
 
     def resume(self, path) -> None:
-        """Restore model, optimizer, scheduler, epoch, monitor and random states."""
-        state = load_checkpoint(path, map_location=self.device)
+        """Restore model, optimizer, scheduler, epoch, monitor and random states; from a
+        released DVE checkpoint, only the weights and the epoch."""
         model = self.model.module if isinstance(self.model, nn.DataParallel) else self.model
-        model.load_state_dict(strip_prefix(state["state_dict"]))
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
-            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.monitor_best = state.get("monitor_best", self.monitor_best)
-        self.start_epoch = int(state["epoch"]) + 1
-        self.load_extra_state(state)
-        _logger.info("resumed from %s (epoch %d)", path, state["epoch"])
+        state = load_weights_into(model, path, self.device, source="--resume")
+        epoch = int(state["epoch"]) if state.get("epoch") is not None else 0
+        if state.get("released"):
+            _logger.warning("%s is a released DVE checkpoint: optimizer, scheduler and random "
+                            "states start afresh", path)
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+                self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            self.monitor_best = state.get("monitor_best", self.monitor_best)
+            self.load_extra_state(state)
+        self.start_epoch = epoch + 1
+        _logger.info("resumed from %s (epoch %d)", path, epoch)

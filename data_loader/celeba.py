@@ -1,70 +1,78 @@
 """CelebA and MAFL, aligned faces (SPEC section 5)."""
 from pathlib import Path
-from typing import Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
-import pandas as pd
 
-from base.base_dataset import LandmarkImageDataset, require_file
+from base.base_dataset import (AnnotationError, Box, JoinedPaths, LandmarkImageDataset,
+                               read_name_list, read_table)
 from data_loader.registry import DATASETS
 
-CELEBA_SIZE = (178, 218)
+CELEBA_WIDTH = 178
 CROP_TOP = 30  # rows 30..207: the 178x178 square
+LANDMARK_HEADER_LINES = 2  # the count, then the column names
 
 
-def read_landmarks(path: Path) -> Tuple[list, np.ndarray]:
-    """``list_landmarks_align_celeba.txt`` -> (names, (N, 5, 2) float pixels)."""
-    table = pd.read_csv(path, sep=r"\s+", skiprows=2, header=None)
-    if table.shape[1] != 11:
-        raise ValueError(f"{path}: expected 11 columns (name and 5 x,y pairs), "
-                         f"found {table.shape[1]}")
-    names = table[0].astype(str).tolist()
-    return names, table.iloc[:, 1:].to_numpy(np.float32).reshape(-1, 5, 2)
+def read_landmarks(path: Path) -> Tuple[List[str], np.ndarray]:
+    """``list_landmarks_align_celeba.txt`` -> (names, (N, 5, 2) float32 pixels)."""
+    table = read_table(path, columns=11, skip=LANDMARK_HEADER_LINES)
+    return table[0].tolist(), table.iloc[:, 1:].to_numpy(np.float32).reshape(-1, 5, 2)
 
 
-def read_partition(path: Path) -> dict:
-    """``list_eval_partition.txt`` -> {name: split} (0 train, 1 val, 2 test)."""
-    table = pd.read_csv(path, sep=r"\s+", header=None, names=["name", "split"])
-    return dict(zip(table["name"].astype(str), table["split"].astype(int)))
+def read_partition(path: Path) -> List[Tuple[str, int]]:
+    """``list_eval_partition.txt`` -> [(name, split)] in file order (0 train, 1 val, 2 test)."""
+    table = read_table(path, columns=2)
+    return list(zip(table[0].tolist(), table[1].astype(np.int64).tolist()))
 
 
-def read_names(path: Path) -> set:
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+def check_known(names, known: Dict[str, int], path: Path, other: Path) -> None:
+    for line, name in enumerate(names, start=1):
+        if name not in known:
+            raise AnnotationError(f"{path}:{line}: image {name} is not listed in {other}; "
+                                  f"the annotation files do not match, re-fetch the dataset")
 
 
 class CelebAAligned(LandmarkImageDataset):
-    """Common reading of the CelebA layout; subclasses choose the image subset."""
+    """Common reading of the CelebA layout; subclasses choose the image subset, kept in
+    the order of ``Eval/list_eval_partition.txt`` (ascending file name)."""
 
+    eye_indices = (0, 1)
     fetch_hint = "python misc/sync_datasets.py --dataset celeba"
 
     def __init__(self, root="data/celeba", train=True, imwidth=100, crop=18,
                  use_keypoints=False, do_augmentations=True, use_hq_ims=True):
         super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations)
         self.use_hq_ims = use_hq_ims
-        image_dir = self.root / "Img" / ("img_align_celeba_hq" if use_hq_ims else "img_align_celeba")
-        require_file(image_dir, self.fetch_hint)
-        anno = require_file(self.root / "Anno" / "list_landmarks_align_celeba.txt", self.fetch_hint)
-        names, keypoints = read_landmarks(anno)
-        partition = read_partition(require_file(
-            self.root / "Eval" / "list_eval_partition.txt", self.fetch_hint))
-        mafl_train = read_names(require_file(self.root / "MAFL" / "training.txt", self.fetch_hint))
-        mafl_test = read_names(require_file(self.root / "MAFL" / "testing.txt", self.fetch_hint))
-        order = sorted(range(len(names)), key=lambda i: names[i])  # partition order
-        selected = [i for i in order if self.keep(names[i], partition.get(names[i]),
-                                                  mafl_train, mafl_test)]
-        selected = self.limit(selected)
-        self.names = [names[i] for i in selected]
-        self.image_paths = [image_dir / name for name in self.names]
-        self.keypoints = keypoints[selected]
+        image_dir = self.require(
+            self.root / "Img" / ("img_align_celeba_hq" if use_hq_ims else "img_align_celeba"))
+        anno_path = self.require(self.root / "Anno" / "list_landmarks_align_celeba.txt")
+        partition_path = self.require(self.root / "Eval" / "list_eval_partition.txt")
+        mafl_paths = [self.require(self.root / "MAFL" / f"{name}.txt")
+                      for name in ("training", "testing")]
+        names, keypoints = read_landmarks(anno_path)
+        row_of = {name: row for row, name in enumerate(names)}
+        partition = read_partition(partition_path)
+        check_known([name for name, _ in partition], row_of, partition_path, anno_path)
+        split_of = dict(partition)
+        check_known(names, split_of, anno_path, partition_path)
+        mafl = []
+        for path in mafl_paths:
+            listed = read_name_list(path)
+            check_known(listed, split_of, path, partition_path)
+            mafl.append(set(listed))
+        selected = [name for name, split in partition if self.keep(name, split, *mafl)]
+        self.names = self.limit(selected)
+        self.image_paths = JoinedPaths(image_dir, self.names)
+        self.keypoints = keypoints[[row_of[name] for name in self.names]].reshape(-1, 5, 2)
 
-    def keep(self, name: str, split, mafl_train: set, mafl_test: set) -> bool:
+    def keep(self, name: str, split: int, mafl_train: set, mafl_test: set) -> bool:
         raise NotImplementedError
 
     def limit(self, selected: list) -> list:
         return selected
 
-    def source_box(self, index, size):
-        return 0.0, float(CROP_TOP), float(CELEBA_SIZE[0]), float(CROP_TOP + CELEBA_SIZE[0])
+    def source_box(self, index, size) -> Box:
+        return 0, CROP_TOP, CELEBA_WIDTH, CROP_TOP + CELEBA_WIDTH
 
 
 @DATASETS.register

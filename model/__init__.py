@@ -1,6 +1,9 @@
 """Networks, losses and metrics; importing this package registers them."""
-from model import loss  # noqa: F401  (registers the losses)
-from model.registry import LOSSES, METRICS, NETWORKS
+from model import keypoint_metrics, loss  # noqa: F401  (registers the losses and metrics)
+from model.hourglass import HourglassNet
+from model.keypoint_predictor import IntermediateKeypointPredictor
+from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
 from model.smallnet import SmallNet
 
-__all__ = ["LOSSES", "METRICS", "NETWORKS", "SmallNet"]
+__all__ = ["HourglassNet", "IntermediateKeypointPredictor", "KEYPOINT_REGRESSORS", "LOSSES",
+           "METRICS", "NETWORKS", "SmallNet"]

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from base.base_dataset import MissingDataError
+from base.base_dataset import AnnotationError, MissingDataError
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal, MAFLAligned
+from dataset_fixtures import assert_dots_on_keypoints, dot_image, save_image, write_lines
 
 SPLITS = [0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2]  # 12 images in file-name order
 MAFL_TRAIN = ["000002.jpg", "000005.jpg"]
@@ -81,3 +82,83 @@ def test_unreadable_image_names_file_and_index(tmp_path):
     dataset.image_paths[1].write_bytes(b"not a jpeg")
     with pytest.raises(OSError, match=r"000012.jpg \(index 1\) is unreadable"):
         dataset[1]
+
+
+CELEBA_POINTS = np.array([(68, 111), (110, 112), (89, 134), (72, 152), (106, 153)])  # (x, y)
+
+
+def write_dotted_layout(root, count=3):
+    """``count`` 178x218 images with 5 coloured dots at the annotated landmarks, all MAFL test."""
+    names = [f"{i + 1:06d}.jpg" for i in range(count)]
+    rows = []
+    for k, name in enumerate(names):
+        points = CELEBA_POINTS + (k, -2 * k)
+        for folder in ("img_align_celeba", "img_align_celeba_hq"):
+            save_image(dot_image(178, 218, points, radius=5), root / "Img" / folder / name)
+        rows.append(f"{name} " + " ".join(f"{x} {y}" for x, y in points))
+    write_lines(root / "Anno" / "list_landmarks_align_celeba.txt",
+                [str(count), "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x "
+                 "leftmouth_y rightmouth_x rightmouth_y", *rows])
+    write_lines(root / "Eval" / "list_eval_partition.txt", [f"{n} 2" for n in names])
+    write_lines(root / "MAFL" / "training.txt", [])
+    write_lines(root / "MAFL" / "testing.txt", names)
+
+
+@pytest.mark.parametrize("imwidth,crop", [(100, 15), (136, 20)])
+def test_dots_sit_on_the_keypoints_after_the_crop_step(tmp_path, imwidth, crop):
+    write_dotted_layout(tmp_path)
+    dataset = MAFLAligned(tmp_path, train=False, imwidth=imwidth, crop=crop, use_keypoints=True)
+    assert len(dataset) == 3
+    assert_dots_on_keypoints(dataset, crop)
+
+
+def test_official_split_sizes(tmp_path):
+    """202,599 images: splits 162,770 / 19,867 / 19,962; MAFL 19,000 (18,000 of them in split
+    0) and 1,000 (in split 2)."""
+    counts = (162770, 19867, 19962)
+    splits = np.repeat([0, 1, 2], counts)
+    names = [f"{i + 1:06d}.jpg" for i in range(len(splits))]
+    rng = np.random.default_rng(0)
+    split0, split1, split2 = (np.flatnonzero(splits == s) for s in range(3))
+    mafl_train = [names[i] for i in np.concatenate([rng.choice(split0, 18000, replace=False),
+                                                    rng.choice(split1, 1000, replace=False)])]
+    mafl_test = [names[i] for i in rng.choice(split2, 1000, replace=False)]
+    (tmp_path / "Img" / "img_align_celeba_hq").mkdir(parents=True)
+    write_lines(tmp_path / "Anno" / "list_landmarks_align_celeba.txt",
+                [str(len(names)), "lefteye_x ... rightmouth_y"] +
+                [f"{n} 1 2 3 4 5 6 7 8 9 10" for n in names])
+    write_lines(tmp_path / "Eval" / "list_eval_partition.txt",
+                [f"{n} {s}" for n, s in zip(names, splits)])
+    write_lines(tmp_path / "MAFL" / "training.txt", mafl_train)  # random order on purpose
+    write_lines(tmp_path / "MAFL" / "testing.txt", mafl_test)
+    mafl = set(mafl_train) | set(mafl_test)
+    train = CelebAPrunedAligned_MAFLVal(tmp_path, train=True)
+    assert len(train) == 162770 - 18000
+    assert train.names == [names[i] for i in split0 if names[i] not in mafl]
+    val = CelebAPrunedAligned_MAFLVal(tmp_path, train=False)
+    assert val.names == [names[i] for i in split2 if names[i] not in mafl][:2000]
+    assert CelebAPrunedAligned_MAFLVal(tmp_path, train=False, val_split="mafl").names == \
+        sorted(mafl_test)
+    mafl_train_set = MAFLAligned(tmp_path, train=True)
+    assert len(mafl_train_set) == 19000 and mafl_train_set.names == sorted(mafl_train)
+    np.testing.assert_array_equal(mafl_train_set.keypoints[0], [[1, 2], [3, 4], [5, 6], [7, 8],
+                                                                [9, 10]])
+
+
+def test_wrong_column_count_names_file_and_line(tmp_path):
+    write_layout(tmp_path)
+    anno = tmp_path / "Anno" / "list_landmarks_align_celeba.txt"
+    lines = anno.read_text().splitlines()
+    lines[4] = lines[4] + " 7"
+    anno.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AnnotationError, match=r"list_landmarks_align_celeba.txt:5: expected 11 "
+                                              r"columns, found 12"):
+        MAFLAligned(tmp_path)
+
+
+def test_mafl_name_missing_from_the_partition_is_an_error(tmp_path):
+    write_layout(tmp_path)
+    (tmp_path / "MAFL" / "training.txt").write_text("000002.jpg\n999999.jpg\n")
+    with pytest.raises(AnnotationError, match=r"MAFL/training.txt:2: image 999999.jpg is not "
+                                              r"listed in .*list_eval_partition.txt"):
+        MAFLAligned(tmp_path)

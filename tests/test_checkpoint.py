@@ -1,7 +1,13 @@
+import collections
+from pathlib import PosixPath
+
+import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, strip_prefix
+from model.smallnet import SmallNet
+from utils.checkpoint import (CheckpointError, check_plain_data, load_checkpoint,
+                              load_weights_into, save_checkpoint, select_state_dict)
 
 
 def test_round_trip_with_weights_only(tmp_path):
@@ -54,6 +60,38 @@ def test_pickled_code_is_refused(tmp_path, capsys):
     assert "side effect" not in capsys.readouterr().out
 
 
-def test_strip_module_prefix():
-    stripped = strip_prefix({"module.conv.weight": 1, "head.bias": 2})
-    assert stripped == {"conv.weight": 1, "head.bias": 2}
+def test_only_plain_data_is_saved(tmp_path):
+    check_plain_data({"state_dict": {"w": torch.nn.Parameter(torch.zeros(2))},
+                      "size": torch.Size([2]),
+                      "milestones": collections.Counter([3, 5]), "dtype": torch.float32,
+                      "rng": [torch.zeros(3, dtype=torch.uint8)], "best": float("inf")})
+    with pytest.raises(TypeError, match=r"checkpoint\['config'\]\['best'\] is a numpy.float64"):
+        save_checkpoint({"state_dict": {}, "config": {"best": np.float64(1.0)}}, tmp_path / "c.pth")
+    with pytest.raises(TypeError, match=r"checkpoint\['config'\] is a pathlib.PosixPath"):
+        check_plain_data({"config": PosixPath("a.json")})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("checkpoint_keys,prefix", [
+    (["conv.weight", "head.bias"], ""),
+    (["module.conv.weight", "module.head.bias"], ""),  # `module` segments are dropped first
+    (["0.wrapped_module.conv.weight", "0.wrapped_module.head.bias", "1.reg.weight"],
+     "0.wrapped_module."),
+    (["0.wrapped_module.module.conv.weight", "0.wrapped_module.module.head.bias"],
+     "0.wrapped_module."),
+])
+def test_the_view_that_fits_the_network_is_selected(checkpoint_keys, prefix):
+    state_dict = {key: torch.tensor(float(i)) for i, key in enumerate(checkpoint_keys)}
+    chosen, view = select_state_dict(["conv.weight", "head.bias"], state_dict)
+    assert chosen == prefix
+    assert view == {"conv.weight": torch.tensor(0.0), "head.bias": torch.tensor(1.0)}
+
+
+def test_a_failed_load_leaves_the_network_untouched(tmp_path):
+    torch.manual_seed(0)
+    path = save_checkpoint({"state_dict": SmallNet(8).state_dict()}, tmp_path / "c8.pth")
+    network = SmallNet(4)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    with pytest.raises(CheckpointError, match="looks like SmallNet with 8 output channels"):
+        load_weights_into(network, path, "cpu")
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())

@@ -92,8 +92,13 @@ def _write(tmp_path, config):
     (lambda c: c["dataset"]["args"].update(imsize=3),
      "bad.json: dataset.args.imsize is not an argument of CelebAPrunedAligned_MAFLVal"),
     (lambda c: c.update(visualizations=["sphere"]), "unknown visualization 'sphere'; valid names: "),
-    (lambda c: c.update(keypoint_regressor={"type": "IntermediateKeypointPredictor", "args": {}}),
-     "unknown keypoint_regressor 'IntermediateKeypointPredictor'"),
+    (lambda c: c.update(keypoint_regressor={"type": "IntermediateKeypointPredicter", "args": {}}),
+     "unknown keypoint_regressor 'IntermediateKeypointPredicter'; valid names: "
+     "IntermediateKeypointPredictor"),
+    (lambda c: c.update(keypoint_regressor={"type": "IntermediateKeypointPredictor",
+                                            "args": {"num_points": 5}}),
+     "bad.json: keypoint_regressor.args.num_points is not an argument of "
+     "IntermediateKeypointPredictor"),
 ])
 def test_wrong_names_and_arguments_give_one_line_errors(tmp_path, caplog, edit, message):
     config = json.loads((ROOT / "configs" / "celeba" / "smallnet-16d-dve.json").read_text())

@@ -14,8 +14,11 @@ from torch import nn
 import data_loader  # noqa: F401  (registers the datasets and warpers)
 import model  # noqa: F401  (registers networks and losses)
 from data_loader.registry import DATASETS, WARPERS
+from model.frozen_embedding import keypoint_regression_model
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
-from utils.checkpoint import load_checkpoint, strip_prefix
+from utils import keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
+from utils.checkpoint import load_weights_into
+from utils.checkpoint_search import find_checkpoint
 from utils.config import build_block, check_arguments, resolve_block
 from utils.registry import ConfigError, Registry
 from utils.visualization import VISUALIZATIONS
@@ -67,17 +70,34 @@ def build_warper(config: Dict[str, Any], path):
     return build_block(WARPERS, config, "warper", path)
 
 
+def descriptor_dimension(config: Dict[str, Any], path) -> int:
+    """Channels of the embedding: ``arch.args.num_output_channels`` or its default."""
+    constructor = resolve_block(NETWORKS, config, "arch", path)
+    parameter = inspect.signature(constructor).parameters.get("num_output_channels")
+    default = None if parameter is None or parameter.default is inspect.Parameter.empty \
+        else parameter.default
+    channels = config["arch"].get("args", {}).get("num_output_channels", default)
+    if channels is None:
+        raise ConfigError(f"{path}: keypoint_regressor needs arch.args.num_output_channels")
+    return int(channels)
+
+
 def build_model(config: Dict[str, Any], path) -> nn.Module:
+    """The embedding network; with a ``keypoint_regressor`` block, the regression model
+    ``Sequential(FrozenEmbedding(network), [upsample], regressor)``."""
     network = build_block(NETWORKS, config, "arch", path)
     if "keypoint_regressor" in config:
-        resolve_block(KEYPOINT_REGRESSORS, config, "keypoint_regressor", path)
+        regressor = build_block(KEYPOINT_REGRESSORS, config, "keypoint_regressor", path,
+                                descriptor_dimension=descriptor_dimension(config, path))
+        return keypoint_regression_model(network, regressor,
+                                         bool(config.get("keypoint_regressor_upsample", False)))
     return network
 
 
 def load_finetune_weights(network: nn.Module, checkpoint_path, device) -> None:
-    """Initialise ``network`` from the ``state_dict`` of a checkpoint (``finetune_from``)."""
-    state = load_checkpoint(checkpoint_path, map_location=device)
-    network.load_state_dict(strip_prefix(state["state_dict"]))
+    """Initialise ``network`` from a checkpoint (``finetune_from``): ours or a released
+    one, an embedding or a regressor's (its embedding part is taken)."""
+    load_weights_into(network, checkpoint_path, device, source="finetune_from")
     _logger.info("initialised the embedding from %s", checkpoint_path)
 
 
@@ -90,9 +110,11 @@ def missing_inputs(config: Dict[str, Any]) -> List[str]:
     missing = []
     root = config["dataset"].get("args", {}).get("root")
     if root is not None and not Path(root).exists() and config["dataset"]["type"] != "SyntheticFaces":
-        missing.append(f"dataset root {root} (fetch it with misc/sync_datasets.py)")
+        remedy = getattr(DATASETS.get(config["dataset"]["type"]), "missing_data_remedy", None)
+        missing.append(f"dataset root {root} "
+                       f"({remedy() if remedy else 'fetch it with misc/sync_datasets.py'})")
     finetune = config.get("finetune_from")
-    if finetune and not Path(finetune).exists():
+    if finetune and find_checkpoint(finetune) is None:
         missing.append(f"finetune_from checkpoint {finetune}")
     return missing
 
@@ -111,5 +133,8 @@ def dry_run(config: Dict[str, Any], path, device: torch.device) -> Dict[str, Any
     build_scheduler(config, optimizer, path)
     if "warper" in config:
         build_warper(config, path)
-    return {"arch": config["arch"]["type"], "parameters": count_parameters(network),
+    arch = config["arch"]["type"]
+    if "keypoint_regressor" in config:
+        arch = f"{config['keypoint_regressor']['type']} on a frozen {arch}"
+    return {"arch": arch, "parameters": count_parameters(network),
             "missing": missing_inputs(config)}

@@ -130,10 +130,19 @@ def experiment_name(config_path, config: Optional[Dict[str, Any]] = None) -> str
 
 
 def run_directories(config: Dict[str, Any], config_path, run_id: Optional[str] = None):
-    """(models dir, log dir) as ``<save_dir>/models/<name>/<run>`` and ``<log_dir>/log/...``."""
-    run_id = run_id or datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    """(models dir, log dir) as ``<save_dir>/models/<name>/<run>`` and ``<log_dir>/log/...``.
+
+    A new run (no ``run_id``) is named by its start time; a run started in the same second
+    as an existing one (e.g. the next of ``--seeds``) gets a ``-2``, ``-3``... suffix.
+    """
     name = experiment_name(config_path, config)
     trainer = config["trainer"]
-    save_dir = Path(trainer.get("save_dir", "saved/"))
-    log_dir = Path(trainer.get("log_dir", trainer.get("save_dir", "saved/")))
-    return save_dir / "models" / name / run_id, log_dir / "log" / name / run_id
+    models = Path(trainer.get("save_dir", "saved/")) / "models" / name
+    logs = Path(trainer.get("log_dir", trainer.get("save_dir", "saved/"))) / "log" / name
+    if run_id is None:
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        run_id, count = stamp, 1
+        while (models / run_id).exists() or (logs / run_id).exists():
+            count += 1
+            run_id = f"{stamp}-{count}"
+    return models / run_id, logs / run_id

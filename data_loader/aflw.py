@@ -1,0 +1,76 @@
+"""AFLW recropped ("AFLW_R", the original code's ``AFLW``; SPEC section 5)."""
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+from PIL import Image
+from scipy.io import loadmat
+
+from base.base_dataset import (AnnotationError, KeypointMap, LandmarkImageDataset,
+                               minival_slice, read_name_list)
+from data_loader.registry import DATASETS
+
+NUM_POINTS = 5
+
+
+def read_keypoint_mat(path: Path, count: int, names_path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """``aflw_*_keypoints.mat`` -> ((N, 5, 2) float32 (x, y), (N, 2) float64 (h, w)).
+
+    ``gt`` is stored (y, x) and is swapped; ``hw`` holds each image's height and width.
+    """
+    try:
+        mat = loadmat(str(path))
+    except (ValueError, OSError) as err:
+        raise AnnotationError(f"{path}: unreadable .mat file ({err}); re-fetch it") from None
+    for key in ("gt", "hw"):
+        if key not in mat:
+            raise AnnotationError(f"{path}: no variable '{key}'; expected 'gt' (N x 5 x 2) "
+                                  f"and 'hw' (N x 2)")
+    gt, hw = np.asarray(mat["gt"]), np.asarray(mat["hw"], dtype=np.float64)
+    if gt.shape != (count, NUM_POINTS, 2) or hw.shape != (count, 2):
+        raise AnnotationError(f"{path}: 'gt' is {gt.shape} and 'hw' {hw.shape}, expected "
+                              f"({count}, {NUM_POINTS}, 2) and ({count}, 2) for the {count} "
+                              f"images listed in {names_path}")
+    return gt[:, :, ::-1].astype(np.float32), hw
+
+
+@DATASETS.register
+class AFLW(LandmarkImageDataset):
+    """AFLW faces recropped by Zhang et al. (CVPR 2018): 10,122 train, 2,991 test, 5 points.
+
+    Layout under ``root``: ``aflw_{train,test}_images.txt`` (image paths relative to
+    ``output/``) and ``aflw_{train,test}_keypoints.mat`` (``gt`` (N, 5, 2) stored (y, x),
+    ``hw`` (N, 2) height and width). Each image is resized whole to ``imwidth`` x
+    ``imwidth``; keypoints are scaled by ``imwidth / (w, h)``.
+
+    Args:
+        use_minival: the validation split (``train=False``) is the last 10% of the
+            training list and training keeps the first 90%; otherwise it is the test set.
+        use_hq_ims: accepted because the original configs pass it; AFLW has one image set.
+        (other arguments: see ``LandmarkImageDataset``.)
+    """
+
+    eye_indices = (0, 1)
+    fetch_hint = "python misc/sync_datasets.py --dataset aflw-recrop"
+
+    def __init__(self, root="data/aflw/aflw_release-2", train=True, imwidth=100, crop=0,
+                 use_keypoints=False, do_augmentations=False, use_minival=False,
+                 use_hq_ims=True):
+        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations)
+        self.use_minival = use_minival
+        self.use_hq_ims = use_hq_ims
+        split = "train" if (train or use_minival) else "test"
+        names_path = self.require(self.root / f"aflw_{split}_images.txt")
+        mat_path = self.require(self.root / f"aflw_{split}_keypoints.mat")
+        names = read_name_list(names_path)
+        keypoints, sizes = read_keypoint_mat(mat_path, len(names), names_path)
+        chosen = minival_slice(len(names), train) if use_minival else slice(None)
+        self.names = names[chosen]
+        self.image_paths = [self.root / "output" / name for name in self.names]
+        self.keypoints = keypoints[chosen]
+        self.sizes = sizes[chosen]  # (N, 2) height, width
+
+    def render(self, index, image):
+        square = image.resize((self.imwidth, self.imwidth), Image.BILINEAR)
+        height, width = self.sizes[index]
+        return square, KeypointMap((self.imwidth / width, self.imwidth / height), (0.0, 0.0))

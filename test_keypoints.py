@@ -1,0 +1,75 @@
+"""Landmark-regression error of a trained regressor: mean %IOD, error curve, AUC, failures.
+
+    python test_keypoints.py --resume saved/models/<name>/<run>/checkpoint-epoch300.pth
+    python test_keypoints.py --config configs/mafl-keypoints/smallnet-64d-dve.json --resume CKPT
+
+Writes ``keypoints.json``, ``ced.csv`` and ``ced.png`` beside the checkpoint (or into
+``--output_dir``).
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from data_loader.keypoint_pipeline import build_keypoint_pipeline
+from data_loader.loaders import make_loader
+from trainer.builders import build_dataset, build_model, build_warper
+from trainer.keypoint_evaluation import evaluate_regressor
+from utils.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights_into
+from utils.config import apply_overrides, load_config
+from utils.device import resolve_device
+from utils.error_curve import write_error_report
+from utils.logging_setup import setup_logging
+from utils.registry import ConfigError
+
+_logger = logging.getLogger("test_keypoints")
+EVAL_BATCH = 32
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-r", "--resume", required=True, help="regressor checkpoint to evaluate")
+    parser.add_argument("-c", "--config", help="JSON config (default: the checkpoint's own; "
+                        "needed for released checkpoints)")
+    parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id")
+    parser.add_argument("--output_dir", help="where the results go (default: beside the checkpoint)")
+    parser.add_argument("--disable_workers", action="store_true", help="load data in the main process")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override any config key, e.g. --set dataset.args.root=data/celeba")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        device = resolve_device(args.device)
+        state = load_checkpoint(args.resume, map_location=device)
+        if args.config:
+            config_path = Path(args.config)
+            config = load_config(config_path)
+        else:
+            config, config_path = checkpoint_config(state, args.resume)
+        config = apply_overrides(config, args.set, config_path)
+        if "keypoint_regressor" not in config:
+            raise ConfigError(f"{config_path}: no 'keypoint_regressor' block; test_keypoints.py "
+                              f"evaluates regressors (use test_matching.py for embeddings)")
+        model = build_model(config, config_path).to(device)
+        load_weights_into(model, args.resume, device, source="--resume", state=state)
+        dataset = build_dataset(config, config_path, train=False)
+        warper = build_warper(config, config_path) if "warper" in config else None
+        pipeline = build_keypoint_pipeline(warper, dataset, train=False,
+                                           warp_val=config.get("warp_val", True))
+        workers = 0 if args.disable_workers else config["trainer"].get("num_workers")
+        loader = make_loader(dataset, EVAL_BATCH, False, device, workers)
+        errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
+        output_dir = Path(args.output_dir) if args.output_dir else Path(args.resume).parent
+        write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)
+    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        _logger.error("error: %s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

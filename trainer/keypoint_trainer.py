@@ -1,0 +1,195 @@
+"""Training a landmark regressor on a frozen embedding (SPEC sections 1, 3, 7).
+
+The model is ``Sequential(FrozenEmbedding, [upsample], regressor)``. Uncached, every
+batch goes through the whole model; with ``cache_descriptors`` the frozen embedding was
+run once (``trainer.descriptor_cache``) and batches of cached features go through the
+rest of the sequence. Either way a batch yields ``(pred, intermediate)`` and the
+descriptors (for visualizations).
+"""
+import inspect
+import logging
+import math
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from base.base_trainer import BaseTrainer
+from model.keypoint_metrics import inter_ocular_errors
+from trainer.descriptor_cache import DescriptorCache
+
+_logger = logging.getLogger(__name__)
+
+
+def index_loader(num_items: int, batch_size: int, train: bool,
+                 generator: Optional[torch.Generator] = None) -> DataLoader:
+    """Batches of indices into a cache, in the order a ``make_loader`` loader of the same
+    length, batch size and generator visits its dataset (same sampler, same draws)."""
+    return DataLoader(range(num_items), batch_size=batch_size, shuffle=train, drop_last=train,
+                      num_workers=0, generator=generator if train else None)
+
+
+class KeypointTrainer(BaseTrainer):
+    """Args (besides ``BaseTrainer``'s; ``model`` is the regression Sequential):
+        loss_fn: ``(outputs, meta, **loss_args) -> scalar``.
+        metrics: ``(outputs, meta) -> float`` callables, logged per epoch (mean per image).
+        train_loader, valid_loader: image loaders, or index loaders (``index_loader``) with
+            ``train_cache``/``valid_cache``.
+        train_pipeline, valid_pipeline: ``KeypointPipeline``s (unused for cached splits).
+        eye_indices: (e0, e1) of the dataset, for the inter-ocular error.
+        train_cache, valid_cache: ``DescriptorCache``s, or None.
+        visualizations: callables; those taking ``keypoints`` get the regressor outputs and
+            the ground truth, the others ``[descriptors]`` as embedding outputs.
+        max_batches: limit batches per epoch (``--mini_train``), or None.
+        seed: seeds on-device augmentation; loader_generator: the shuffling generator.
+    """
+
+    def __init__(self, *, loss_fn: Callable, loss_args: Dict, metrics: Sequence[Callable],
+                 train_loader: DataLoader, valid_loader: Optional[DataLoader],
+                 train_pipeline, valid_pipeline, eye_indices: Sequence[int],
+                 train_cache: Optional[DescriptorCache] = None,
+                 valid_cache: Optional[DescriptorCache] = None,
+                 visualizations: Sequence[Callable] = (), max_batches: Optional[int] = None,
+                 seed: int = 0, loader_generator: Optional[torch.Generator] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_fn = loss_fn
+        self.loss_args = loss_args
+        self.metrics = list(metrics)
+        self.train_loader, self.valid_loader = train_loader, valid_loader
+        self.train_pipeline, self.valid_pipeline = train_pipeline, valid_pipeline
+        self.eye_indices = tuple(eye_indices)
+        self.train_cache, self.valid_cache = train_cache, valid_cache
+        self.visualizations = [(v, "keypoints" in inspect.signature(v).parameters)
+                               for v in visualizations]
+        self.max_batches = max_batches
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.loader_generator = loader_generator
+        self.embedding, self.head = self.model[0], self.model[1:]
+        self.last_valid_errors: Optional[Tensor] = None
+        self.global_step = 0
+
+    def num_batches(self, loader: DataLoader) -> int:
+        return len(loader) if self.max_batches is None else min(len(loader), self.max_batches)
+
+    def batches(self, loader: DataLoader):
+        total = self.num_batches(loader)
+        for index, batch in enumerate(loader):
+            if index >= total:
+                return
+            yield index, batch
+
+    def forward_batch(self, batch, cache: Optional[DescriptorCache], pipeline,
+                      generator: Optional[torch.Generator]):
+        """-> (outputs (pred, intermediate), meta, images or None, descriptors)."""
+        if cache is not None:
+            indices = batch  # (B,) indices into the cache
+            feats = cache.feats[indices].to(self.device, non_blocking=True)  # (B, C, H, W)
+            meta = {"keypts_normalized": cache.keypts_normalized[indices].to(self.device),
+                    "eye_indices": self.eye_indices, "index": indices}
+            images = None
+        else:
+            inputs = pipeline(batch, self.device, generator)
+            feats = self.embedding(inputs["data"])  # (B, C, H, W), no gradient
+            meta, images = inputs["meta"], inputs["data"]
+        return self.head(feats), meta, images, feats
+
+    def compute_loss(self, outputs, meta, batch_index: int) -> Tensor:
+        loss = self.loss_fn(outputs, meta, **self.loss_args)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at batch {batch_index} "
+                                     f"({self.config['loss']}, args {self.loss_args})")
+        return loss
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        self.model.train()  # the FrozenEmbedding keeps its batch norm in eval mode
+        sums: Dict[str, float] = {}
+        images_seen, batches_seen, start = 0, 0, time.perf_counter()
+        progress = tqdm(self.batches(self.train_loader), total=self.num_batches(self.train_loader),
+                        desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True)
+        for batch_index, batch in progress:
+            outputs, meta, _, _ = self.forward_batch(batch, self.train_cache, self.train_pipeline,
+                                                     self.augment_generator)
+            loss = self.compute_loss(outputs, meta, batch_index)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            value, count = loss.item(), outputs[0].shape[0]
+            self._accumulate(sums, "loss", value, 1)
+            for metric in self.metrics:
+                self._accumulate(sums, metric.__name__, metric(outputs, meta), count)
+            images_seen, batches_seen = images_seen + count, batches_seen + 1
+            progress.set_postfix(loss=f"{value:.4f}")
+            if self.writer is not None:
+                self.writer.add_scalar("train/loss", value, self.global_step)
+            self.global_step += 1
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        log = {"loss": sums.get("loss", math.nan) / max(batches_seen, 1)}
+        log.update({m.__name__: sums[m.__name__] / max(images_seen, 1)
+                    for m in self.metrics if m.__name__ in sums})
+        log.update({"images_per_s": images_seen / elapsed, "lr": self.optimizer.param_groups[-1]["lr"]})
+        return log
+
+    @staticmethod
+    def _accumulate(sums: Dict[str, float], key: str, value: float, weight: int) -> None:
+        sums[key] = sums.get(key, 0.0) + value * weight
+
+    @torch.no_grad()
+    def valid_epoch(self, epoch: int) -> Dict[str, float]:
+        """Loss and metrics over the validation split (warps, with ``warp_val``, seeded at 0
+        on every pass); keeps the per-image inter-ocular errors of the last pass."""
+        if self.valid_loader is None:
+            return {}
+        self.model.eval()
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        sums: Dict[str, float] = {}
+        errors: List[Tensor] = []
+        batches_seen = 0
+        for batch_index, batch in self.batches(self.valid_loader):
+            outputs, meta, images, feats = self.forward_batch(
+                batch, self.valid_cache, self.valid_pipeline, generator)
+            loss = self.compute_loss(outputs, meta, batch_index)
+            self._accumulate(sums, "val_loss", loss.item(), 1)
+            for metric in self.metrics:
+                self._accumulate(sums, f"val_{metric.__name__}", metric(outputs, meta),
+                                 outputs[0].shape[0])
+            target = meta["keypts_normalized"].to(outputs[0].dtype)
+            errors.append(inter_ocular_errors(outputs[0], target, self.eye_indices).cpu())
+            if batch_index == 0:
+                self.visualize(images, outputs, feats, target, epoch)
+            batches_seen += 1
+        if not batches_seen:
+            return {"val_loss": math.nan}
+        self.last_valid_errors = torch.cat(errors)
+        log = {"val_loss": sums["val_loss"] / batches_seen}
+        log.update({k: v / self.last_valid_errors.numel() for k, v in sums.items() if k != "val_loss"})
+        return log
+
+    def visualize(self, images: Optional[Tensor], outputs, feats: Tensor, target: Tensor,
+                  epoch: int) -> None:
+        if self.writer is None or not self.visualizations:
+            return
+        if images is None:  # cached: the first validation images were kept
+            images = self.valid_cache.images.to(self.device)
+        count = min(images.shape[0], outputs[0].shape[0])
+        images = images[:count]
+        for visualize, takes_keypoints in self.visualizations:
+            if takes_keypoints:
+                visualize(self.writer, images, (outputs[0][:count], outputs[1][:count]), "valid",
+                          epoch, keypoints=target[:count])
+            else:
+                visualize(self.writer, images, [feats[:count]], "valid", epoch)
+
+    def extra_state(self):
+        state = {"augment_rng": self.augment_generator.get_state()}
+        if self.loader_generator is not None:
+            state["loader_rng"] = self.loader_generator.get_state()
+        return state
+
+    def load_extra_state(self, state):
+        if "augment_rng" in state:
+            self.augment_generator.set_state(state["augment_rng"].cpu())
+        if self.loader_generator is not None and "loader_rng" in state:
+            self.loader_generator.set_state(state["loader_rng"].cpu())

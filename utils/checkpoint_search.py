@@ -1,0 +1,46 @@
+"""Stable ``finetune_from`` paths: a checkpoint file, a folder of runs, or a glob.
+
+Run folders are timestamped, so a config cannot name the run a previous command will
+create. ``finetune_from`` may therefore name the experiment folder
+(``saved/models/synthetic-smallnet-16d-dve``), one run folder, or a glob
+(``saved/models/synthetic-smallnet-16d-dve/*/checkpoint-epoch6.pth``): the candidates are
+the ``checkpoint-epoch<N>.pth`` files found, and the one of the newest run (run folder
+names sort by start time) with the highest N is used.
+"""
+import glob
+import re
+from pathlib import Path
+from typing import List, Optional
+
+CHECKPOINT_NAME = re.compile(r"checkpoint-epoch(\d+)\.pth$")
+GLOB_CHARACTERS = ("*", "?", "[")
+
+
+def _candidates(pattern: str) -> List[Path]:
+    if any(c in pattern for c in GLOB_CHARACTERS):
+        return [Path(p) for p in glob.glob(pattern) if Path(p).is_file()]
+    folder = Path(pattern)
+    return list(folder.glob("checkpoint-epoch*.pth")) + list(folder.glob("*/checkpoint-epoch*.pth"))
+
+
+def find_checkpoint(pattern) -> Optional[Path]:
+    """The checkpoint ``pattern`` designates (see the module docstring), or None."""
+    pattern = str(pattern)
+    if Path(pattern).is_file():
+        return Path(pattern)
+
+    def order(path: Path):
+        match = CHECKPOINT_NAME.search(path.name)
+        return path.parent.name, int(match.group(1)) if match else -1
+
+    candidates = [p for p in _candidates(pattern) if CHECKPOINT_NAME.search(p.name)]
+    return max(candidates, key=order) if candidates else None
+
+
+def require_checkpoint(pattern, key: str = "finetune_from") -> Path:
+    """``find_checkpoint`` or a one-line error naming the config key."""
+    found = find_checkpoint(pattern)
+    if found is None:
+        raise FileNotFoundError(f"{key}: no checkpoint at '{pattern}' (a file, a folder of "
+                                f"runs or a glob); train that model first or fix the path")
+    return found
