@@ -118,6 +118,15 @@ def finetune(network, config, args, device) -> None:
         load_finetune_weights(network, require_checkpoint(config["finetune_from"]), device)
 
 
+def fit(trainer, writer, resume) -> None:
+    """Resume (if asked), train, then close the TensorBoard writer."""
+    if resume:
+        trainer.resume(resume)
+    trainer.train()
+    if writer is not None:
+        writer.close()
+
+
 def train_embedding(config, config_path, args, device, seed: int) -> dict:
     model_dir, writer = start_run(config, config_path, args, device, seed)
     network = build_model(config, config_path).to(device)
@@ -145,11 +154,7 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
         visualizations=resolve_visualizations(config, config_path),
         max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
         seed=seed, loader_generator=loader_generator)
-    if args.resume:
-        trainer.resume(args.resume)
-    trainer.train()
-    if writer is not None:
-        writer.close()
+    fit(trainer, writer, args.resume)
     if not train_set.has_keypoints:
         _logger.info("%s has no keypoint annotations: no matching evaluation; run test_matching.py "
                      "--resume %s --eval_data <an annotated dataset type>", config["dataset"]["type"],
@@ -200,11 +205,7 @@ def train_keypoint_regressor(config, config_path, args, device, seed: int) -> di
         visualizations=resolve_visualizations(config, config_path),
         max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
         seed=seed, loader_generator=loader_generator)
-    if args.resume:
-        trainer.resume(args.resume)
-    trainer.train()
-    if writer is not None:
-        writer.close()
+    fit(trainer, writer, args.resume)
     if trainer.last_valid_errors is None:
         raise ConfigError(f"{config_path}: no validation pass ran (trainer.epochs already reached?); "
                           f"evaluate the checkpoint with test_keypoints.py --resume")

@@ -26,11 +26,15 @@ class BaseTrainer:
         model_dir: folder of ``checkpoint-epoch<N>.pth`` and ``model_best.pth``.
         writer: a TensorBoard ``SummaryWriter`` or None.
         max_epochs: stop after this many epochs of this run (``--train_single_epoch``).
+        seed: seeds ``augment_generator``, the generator of on-device augmentation.
+        loader_generator: the training loader's shuffling generator (or None); both
+            generators' states go into every checkpoint, so ``--resume`` continues exactly.
     """
 
     def __init__(self, model: nn.Module, optimizer, lr_scheduler, config: Dict[str, Any],
                  device: torch.device, model_dir: Path, writer=None,
-                 max_epochs: Optional[int] = None, config_path: str = ""):
+                 max_epochs: Optional[int] = None, config_path: str = "", seed: int = 0,
+                 loader_generator: Optional[torch.Generator] = None):
         self.model = model
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -51,6 +55,8 @@ class BaseTrainer:
         self.max_epochs = max_epochs
         self.start_epoch = 1
         self.last_checkpoint: Optional[Path] = None
+        self.augment_generator = torch.Generator(device=device).manual_seed(seed)
+        self.loader_generator = loader_generator
 
     # -- hooks for subclasses -------------------------------------------------------
     def train_epoch(self, epoch: int) -> Dict[str, float]:
@@ -60,11 +66,17 @@ class BaseTrainer:
         return {}
 
     def extra_state(self) -> Dict[str, Any]:
-        """Additional checkpoint entries (e.g. random generator states)."""
-        return {}
+        """Additional checkpoint entries: the random generators' states."""
+        state = {"augment_rng": self.augment_generator.get_state()}
+        if self.loader_generator is not None:
+            state["loader_rng"] = self.loader_generator.get_state()
+        return state
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
-        pass
+        if "augment_rng" in state:
+            self.augment_generator.set_state(state["augment_rng"].cpu())
+        if self.loader_generator is not None and "loader_rng" in state:
+            self.loader_generator.set_state(state["loader_rng"].cpu())
 
     # -- the loop -------------------------------------------------------------------
     def train(self) -> Dict[str, float]:

@@ -22,14 +22,13 @@ class EmbeddingTrainer(BaseTrainer):
         train_pipeline, valid_pipeline: ``PairPipeline``s run on the device.
         visualizations: ``(writer, images, outputs, tag, step)`` callables.
         max_batches: limit batches per epoch (``--mini_train``), or None.
-        seed: seeds the generators of shuffling and on-device augmentation.
+        (seed, loader_generator and the rest: ``BaseTrainer``.)
     """
 
     def __init__(self, *, loss_fn: Callable, loss_args: Dict, train_loader: DataLoader,
                  valid_loader: Optional[DataLoader], train_pipeline: PairPipeline,
                  valid_pipeline: PairPipeline, visualizations: List[Callable] = (),
-                 max_batches: Optional[int] = None, seed: int = 0,
-                 loader_generator: Optional[torch.Generator] = None, **kwargs):
+                 max_batches: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
         self.loss_fn = loss_fn
         self.loss_args = loss_args
@@ -39,8 +38,6 @@ class EmbeddingTrainer(BaseTrainer):
         self.valid_pipeline = valid_pipeline
         self.visualizations = list(visualizations)
         self.max_batches = max_batches
-        self.augment_generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.loader_generator = loader_generator
         self.global_step = 0
 
     def batches(self, loader: DataLoader):
@@ -102,14 +99,3 @@ class EmbeddingTrainer(BaseTrainer):
                     visualize(self.writer, inputs["data"], outputs, "valid", epoch)
         return {"val_loss": total / max(count, 1)} if count else {"val_loss": math.nan}
 
-    def extra_state(self):
-        state = {"augment_rng": self.augment_generator.get_state()}
-        if self.loader_generator is not None:
-            state["loader_rng"] = self.loader_generator.get_state()
-        return state
-
-    def load_extra_state(self, state):
-        if "augment_rng" in state:
-            self.augment_generator.set_state(state["augment_rng"].cpu())
-        if self.loader_generator is not None and "loader_rng" in state:
-            self.loader_generator.set_state(state["loader_rng"].cpu())

@@ -44,7 +44,7 @@ class KeypointTrainer(BaseTrainer):
         visualizations: callables; those taking ``keypoints`` get the regressor outputs and
             the ground truth, the others ``[descriptors]`` as embedding outputs.
         max_batches: limit batches per epoch (``--mini_train``), or None.
-        seed: seeds on-device augmentation; loader_generator: the shuffling generator.
+        (seed, loader_generator and the rest: ``BaseTrainer``.)
     """
 
     def __init__(self, *, loss_fn: Callable, loss_args: Dict, metrics: Sequence[Callable],
@@ -53,7 +53,7 @@ class KeypointTrainer(BaseTrainer):
                  train_cache: Optional[DescriptorCache] = None,
                  valid_cache: Optional[DescriptorCache] = None,
                  visualizations: Sequence[Callable] = (), max_batches: Optional[int] = None,
-                 seed: int = 0, loader_generator: Optional[torch.Generator] = None, **kwargs):
+                 **kwargs):
         super().__init__(**kwargs)
         self.loss_fn = loss_fn
         self.loss_args = loss_args
@@ -65,8 +65,6 @@ class KeypointTrainer(BaseTrainer):
         self.visualizations = [(v, "keypoints" in inspect.signature(v).parameters)
                                for v in visualizations]
         self.max_batches = max_batches
-        self.augment_generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.loader_generator = loader_generator
         self.embedding, self.head = self.model[0], self.model[1:]
         self.last_valid_errors: Optional[Tensor] = None
         self.global_step = 0
@@ -182,14 +180,3 @@ class KeypointTrainer(BaseTrainer):
             else:
                 visualize(self.writer, images, [feats[:count]], "valid", epoch)
 
-    def extra_state(self):
-        state = {"augment_rng": self.augment_generator.get_state()}
-        if self.loader_generator is not None:
-            state["loader_rng"] = self.loader_generator.get_state()
-        return state
-
-    def load_extra_state(self, state):
-        if "augment_rng" in state:
-            self.augment_generator.set_state(state["augment_rng"].cpu())
-        if self.loader_generator is not None and "loader_rng" in state:
-            self.loader_generator.set_state(state["loader_rng"].cpu())
