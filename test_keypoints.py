@@ -15,8 +15,8 @@ from data_loader.keypoint_pipeline import build_keypoint_pipeline
 from data_loader.loaders import make_loader
 from trainer.builders import build_dataset, build_model, build_warper
 from trainer.keypoint_evaluation import evaluate_regressor
-from utils.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights_into
-from utils.config import apply_overrides, load_config
+from utils.checkpoint import load_checkpoint, load_weights_into
+from utils.cli import USER_ERRORS, report_user_error, run_config
 from utils.device import resolve_device
 from utils.error_curve import write_error_report
 from utils.logging_setup import setup_logging
@@ -45,12 +45,7 @@ def main(argv=None) -> int:
     try:
         device = resolve_device(args.device)
         state = load_checkpoint(args.resume, map_location=device)
-        if args.config:
-            config_path = Path(args.config)
-            config = load_config(config_path)
-        else:
-            config, config_path = checkpoint_config(state, args.resume)
-        config = apply_overrides(config, args.set, config_path)
+        config, config_path = run_config(args.config, state, args.resume, args.set)
         if "keypoint_regressor" not in config:
             raise ConfigError(f"{config_path}: no 'keypoint_regressor' block; test_keypoints.py "
                               f"evaluates regressors (use test_matching.py for embeddings)")
@@ -65,9 +60,8 @@ def main(argv=None) -> int:
         errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
         output_dir = Path(args.output_dir) if args.output_dir else Path(args.resume).parent
         write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
-        _logger.error("error: %s", err)
-        return 2
+    except USER_ERRORS as err:
+        return report_user_error(_logger, err)
     return 0
 
 

@@ -11,18 +11,15 @@ regressor checkpoints, whose embedding part is evaluated); a released checkpoint
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
 from trainer.builders import build_model
 from trainer.matching_run import run_matching
-from utils.checkpoint import (CheckpointError, checkpoint_config, load_checkpoint,
-                              load_weights_into)
-from utils.config import apply_overrides, load_config
+from utils.checkpoint import load_checkpoint, load_weights_into
+from utils.cli import USER_ERRORS, report_user_error, run_config
 from utils.device import resolve_device
 from utils.logging_setup import setup_logging
-from utils.registry import ConfigError
 
 _logger = logging.getLogger("test_matching")
 
@@ -57,14 +54,7 @@ def main(argv=None) -> int:
     try:
         device = resolve_device(args.device)
         state = load_checkpoint(args.resume, map_location=device) if args.resume else None
-        if args.config:
-            config_path = Path(args.config)
-            config = load_config(config_path)
-        elif state is not None:
-            config, config_path = checkpoint_config(state, args.resume)
-        else:
-            raise ConfigError("pass --config CONFIG.json and/or --resume CHECKPOINT")
-        config = apply_overrides(config, args.set, config_path)
+        config, config_path = run_config(args.config, state, args.resume, args.set)
         torch.manual_seed(args.seed)
         network = build_model(config, config_path).to(device)
         if state is not None:
@@ -75,9 +65,8 @@ def main(argv=None) -> int:
         run_matching(embedding_network(network), config, config_path,
                      args.resume, device, vis=args.vis, eval_data=args.eval_data,
                      output_dir=output_dir)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
-        _logger.error("error: %s", err)
-        return 2
+    except USER_ERRORS as err:
+        return report_user_error(_logger, err)
     return 0
 
 

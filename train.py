@@ -25,9 +25,10 @@ from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer, index_loader
 from trainer.matching_run import run_matching
 from trainer.optim import build_optimizer, build_scheduler
-from utils.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.checkpoint_search import require_checkpoint
-from utils.config import apply_overrides, load_config, run_directories
+from utils.cli import USER_ERRORS, report_user_error, run_config
+from utils.config import run_directories
 from utils.device import resolve_device
 from utils.error_curve import write_error_report
 from utils.logging_setup import close_run_log, setup_logging
@@ -65,13 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(args):
     """The config (from --config, else from the --resume checkpoint) with CLI overrides."""
-    if args.config:
-        path = Path(args.config)
-        config = load_config(path)
-    elif args.resume:
-        config, path = checkpoint_config(load_checkpoint(args.resume), args.resume)
-    else:
-        raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT to continue a run)")
+    state = load_checkpoint(args.resume) if (args.resume and not args.config) else None
     overrides = list(args.set)
     if args.batch_size:
         overrides.append(f"batch_size={args.batch_size}")
@@ -79,7 +74,7 @@ def resolve_config(args):
         overrides.append(f"n_gpu={args.n_gpu}")
     if args.folded_correlation:
         overrides.append("loss_args.fold_corr=true")
-    return apply_overrides(config, overrides, path), path
+    return run_config(args.config, state, args.resume, overrides)
 
 
 def parallelize(network, n_gpu: int, device: torch.device):
@@ -241,9 +236,8 @@ def main(argv=None) -> int:
         results = [run(config, config_path, args, device, seed) for seed in seeds]
         if len(results) > 1:
             log_seed_summary(seeds, results)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
-        _logger.error("error: %s", err)
-        return 2
+    except USER_ERRORS as err:
+        return report_user_error(_logger, err)
     finally:
         close_run_log()
     return 0

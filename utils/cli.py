@@ -1,0 +1,32 @@
+"""What the command-line scripts share: where the config comes from, and user errors."""
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from utils.checkpoint import CheckpointError, checkpoint_config
+from utils.config import apply_overrides, load_config
+from utils.registry import ConfigError
+
+# Errors a user can act on: logged as one line, exit status 2 (no traceback).
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
+
+
+def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
+               checkpoint: Optional[str], overrides: List[str]) -> Tuple[Dict[str, Any], Path]:
+    """The config of ``--config`` (else the one stored in the loaded checkpoint ``state``
+    of ``checkpoint``) with the ``--set`` style ``overrides`` applied; -> (config, path)."""
+    if config_file:
+        path = Path(config_file)
+        config = load_config(path)
+    elif state is not None:
+        config, path = checkpoint_config(state, checkpoint)
+    else:
+        raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT, whose stored "
+                          "config is then used)")
+    return apply_overrides(config, overrides, path), path
+
+
+def report_user_error(logger: logging.Logger, err: Exception) -> int:
+    """Log ``err`` as one line and return the exit status of a user error."""
+    logger.error("error: %s", err)
+    return 2
