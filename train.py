@@ -36,6 +36,7 @@ from utils.registry import ConfigError
 
 _logger = logging.getLogger("train")
 MINI_TRAIN_BATCHES = 10
+VALID_BATCH = 32
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -106,6 +107,11 @@ def start_run(config, config_path, args, device, seed: int):
     return model_dir, writer
 
 
+def data_workers(config, args):
+    """Loader workers: none with --disable_workers, else trainer.num_workers (None: default)."""
+    return 0 if args.disable_workers else config["trainer"].get("num_workers")
+
+
 def finetune(network, config, args, device) -> None:
     """Initialise ``network`` from ``finetune_from`` (a file, a folder of runs or a glob:
     ``utils.checkpoint_search``), unless resuming."""
@@ -122,6 +128,26 @@ def fit(trainer, writer, resume) -> None:
         writer.close()
 
 
+def log_splits(config, train_set, valid_set) -> None:
+    _logger.info("%s: %d training and %d validation images", config["dataset"]["type"],
+                 len(train_set), len(valid_set))
+
+
+def trainer_arguments(config, config_path, args, device, model, model_dir, writer,
+                      seed: int, loader_generator) -> dict:
+    """The ``BaseTrainer`` arguments both trainers take: optimizer and scheduler of
+    ``model``, loss, visualizations, run limits and generators."""
+    optimizer = build_optimizer(config, model, config_path)
+    return dict(
+        model=model, optimizer=optimizer, lr_scheduler=build_scheduler(config, optimizer, config_path),
+        config=config, config_path=str(config_path), device=device, model_dir=model_dir, writer=writer,
+        max_epochs=1 if args.train_single_epoch else None,
+        loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
+        visualizations=resolve_visualizations(config, config_path),
+        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
+        seed=seed, loader_generator=loader_generator)
+
+
 def train_embedding(config, config_path, args, device, seed: int) -> dict:
     model_dir, writer = start_run(config, config_path, args, device, seed)
     network = build_model(config, config_path).to(device)
@@ -129,26 +155,18 @@ def train_embedding(config, config_path, args, device, seed: int) -> dict:
     trained_network = parallelize(network, config.get("n_gpu", 1), device)
     train_set = build_dataset(config, config_path, train=True)
     valid_set = build_dataset(config, config_path, train=False)
-    _logger.info("%s: %d training and %d validation images", config["dataset"]["type"],
-                 len(train_set), len(valid_set))
+    log_splits(config, train_set, valid_set)
     warper = build_warper(config, config_path)
-    workers = 0 if args.disable_workers else config["trainer"].get("num_workers")
+    workers = data_workers(config, args)
     loader_generator = torch.Generator().manual_seed(seed)
-    train_loader = make_loader(train_set, config["batch_size"], True, device, workers, loader_generator)
-    valid_loader = make_loader(valid_set, 32, False, device, workers)
-    optimizer = build_optimizer(config, network, config_path)
     trainer = EmbeddingTrainer(
-        model=trained_network, optimizer=optimizer,
-        lr_scheduler=build_scheduler(config, optimizer, config_path),
-        config=config, config_path=str(config_path), device=device, model_dir=model_dir, writer=writer,
-        max_epochs=1 if args.train_single_epoch else None,
-        loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
-        train_loader=train_loader, valid_loader=valid_loader,
+        train_loader=make_loader(train_set, config["batch_size"], True, device, workers,
+                                 loader_generator),
+        valid_loader=make_loader(valid_set, VALID_BATCH, False, device, workers),
         train_pipeline=build_pair_pipeline(warper, train_set, train=True),
         valid_pipeline=build_pair_pipeline(warper, valid_set, train=False),
-        visualizations=resolve_visualizations(config, config_path),
-        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
-        seed=seed, loader_generator=loader_generator)
+        **trainer_arguments(config, config_path, args, device, trained_network, model_dir, writer,
+                            seed, loader_generator))
     fit(trainer, writer, args.resume)
     if not train_set.has_keypoints:
         _logger.info("%s has no keypoint annotations: no matching evaluation; run test_matching.py "
@@ -169,13 +187,12 @@ def train_keypoint_regressor(config, config_path, args, device, seed: int) -> di
     valid_set = build_dataset(config, config_path, train=False)
     if config.get("restrict_annos"):
         train_set = RestrictedAnnotations(train_set, int(config["restrict_annos"]), seed)
-    _logger.info("%s: %d training and %d validation images", config["dataset"]["type"],
-                 len(train_set), len(valid_set))
+    log_splits(config, train_set, valid_set)
     warper = build_warper(config, config_path) if "warper" in config else None
     train_pipeline = build_keypoint_pipeline(warper, train_set, train=True)
     valid_pipeline = build_keypoint_pipeline(warper, valid_set, train=False,
                                              warp_val=config.get("warp_val", True))
-    workers = 0 if args.disable_workers else config["trainer"].get("num_workers")
+    workers = data_workers(config, args)
     loader_generator = torch.Generator().manual_seed(seed)
     caches = (None, None)
     if config.get("cache_descriptors"):
@@ -183,23 +200,17 @@ def train_keypoint_regressor(config, config_path, args, device, seed: int) -> di
                               make_loader(valid_set, CACHE_BATCH, False, device, workers),
                               train_pipeline, valid_pipeline, device, seed, config_path)
         train_loader = index_loader(len(train_set), config["batch_size"], True, loader_generator)
-        valid_loader = index_loader(len(valid_set), 32, False)
+        valid_loader = index_loader(len(valid_set), VALID_BATCH, False)
     else:
         train_loader = make_loader(train_set, config["batch_size"], True, device, workers,
                                    loader_generator)
-        valid_loader = make_loader(valid_set, 32, False, device, workers)
-    optimizer = build_optimizer(config, model, config_path)
+        valid_loader = make_loader(valid_set, VALID_BATCH, False, device, workers)
     trainer = KeypointTrainer(
-        model=model, optimizer=optimizer, lr_scheduler=build_scheduler(config, optimizer, config_path),
-        config=config, config_path=str(config_path), device=device, model_dir=model_dir, writer=writer,
-        max_epochs=1 if args.train_single_epoch else None,
-        loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
         metrics=resolve_metrics(config, config_path), train_loader=train_loader,
         valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
         eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1],
-        visualizations=resolve_visualizations(config, config_path),
-        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
-        seed=seed, loader_generator=loader_generator)
+        **trainer_arguments(config, config_path, args, device, model, model_dir, writer, seed,
+                            loader_generator))
     fit(trainer, writer, args.resume)
     if trainer.last_valid_errors is None:
         raise ConfigError(f"{config_path}: no validation pass ran (trainer.epochs already reached?); "

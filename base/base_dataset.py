@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
+from scipy.io import loadmat
 from torch.utils.data import Dataset
 
 Box = Tuple[int, int, int, int]  # left, top, right, bottom in source pixels (right exclusive)
@@ -29,13 +30,6 @@ class MissingDataError(FileNotFoundError):
 
 class AnnotationError(ValueError):
     """An annotation file does not have the expected layout; the message names file and line."""
-
-
-def require_file(path: Path, remedy: str) -> Path:
-    """``path`` if it exists, else a ``MissingDataError`` naming it and ``remedy``."""
-    if not path.exists():
-        raise MissingDataError(f"{path} not found; {remedy}")
-    return path
 
 
 def read_numbered_rows(path: Path, columns: Optional[int] = None,
@@ -63,12 +57,6 @@ def read_numbered_rows(path: Path, columns: Optional[int] = None,
     return rows
 
 
-def read_rows(path: Path, columns: Optional[int] = None, min_columns: Optional[int] = None,
-              skip: int = 0) -> List[List[str]]:
-    """The fields of ``read_numbered_rows``, without line numbers."""
-    return [fields for _, fields in read_numbered_rows(path, columns, min_columns, skip)]
-
-
 def read_table(path: Path, columns: int, skip: int = 0, text_columns: Sequence[int] = (0,)
                ) -> pd.DataFrame:
     """A whitespace-separated table of exactly ``columns`` fields per row after ``skip``
@@ -94,7 +82,15 @@ def read_table(path: Path, columns: int, skip: int = 0, text_columns: Sequence[i
 
 def read_name_list(path: Path) -> List[str]:
     """One name (or relative path) per line, in file order."""
-    return [row[0] for row in read_rows(path, columns=1)]
+    return [fields[0] for _, fields in read_numbered_rows(path, columns=1)]
+
+
+def read_mat(path: Path) -> dict:
+    """The variables of a MATLAB ``.mat`` file; an ``AnnotationError`` when unreadable."""
+    try:
+        return loadmat(str(path))
+    except (ValueError, OSError) as err:
+        raise AnnotationError(f"{path}: unreadable .mat file ({err}); re-fetch it") from None
 
 
 def parse_floats(path: Path, line_number: int, fields: Sequence[str]) -> List[float]:
@@ -128,13 +124,6 @@ def read_pts(path: Path) -> np.ndarray:
     if end >= len(lines) or lines[end] != "}":
         raise AnnotationError(f"{path}:{end + 1}: expected '}}' after {count} points")
     return np.array(points, dtype=np.float32).reshape(count, 2)
-
-
-def minival_slice(count: int, train: bool) -> slice:
-    """With ``use_minival``: training = the first 90% of the training list, validation =
-    the last ``count // 10``."""
-    num_val = int(count * MINIVAL_FRACTION)
-    return slice(0, count - num_val) if train else slice(count - num_val, count)
 
 
 def tail_split(count: int, fraction: float, train: bool) -> slice:
@@ -235,7 +224,10 @@ class LandmarkImageDataset(Dataset):
         return self.missing_data_remedy()
 
     def require(self, path: Path) -> Path:
-        return require_file(path, self.remedy)
+        """``path`` if it exists, else a ``MissingDataError`` naming it and the remedy."""
+        if not path.exists():
+            raise MissingDataError(f"{path} not found; {self.remedy}")
+        return path
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -273,3 +265,37 @@ class LandmarkImageDataset(Dataset):
                                  f"set dataset.args.use_keypoints to false")
             item["keypts"] = torch.from_numpy(keypoint_map(self.keypoints[index]))
         return item
+
+
+class TrainTestDataset(LandmarkImageDataset):
+    """A dataset with a training list and a test list. With ``use_minival`` the validation
+    split (``train=False``) is the last 10% of the training list and training keeps the
+    first 90%; otherwise validation is the test list."""
+
+    def __init__(self, root, train: bool = True, imwidth: int = 100, crop: int = 0,
+                 use_keypoints: bool = False, do_augmentations: bool = False,
+                 use_minival: bool = False):
+        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations)
+        self.use_minival = use_minival
+
+    @property
+    def reads_train_list(self) -> bool:
+        """Whether this split is drawn from the training list."""
+        return self.train or self.use_minival
+
+    def minival_choice(self, count: int) -> slice:
+        """The items of this split among the ``count`` items of its list: all of them, or
+        with ``use_minival`` the first 90% for training and the last 10% for validation."""
+        if not self.use_minival:
+            return slice(None)
+        num_val = int(count * MINIVAL_FRACTION)
+        return slice(0, count - num_val) if self.train else slice(count - num_val, count)
+
+    def keep_split(self, folder: Path, names: List[str], keypoints: np.ndarray) -> slice:
+        """Set ``names``, ``image_paths`` (``folder / name``) and ``keypoints`` to this
+        split's items of the list read; returns their slice, for other per-image arrays."""
+        chosen = self.minival_choice(len(names))
+        self.names = names[chosen]
+        self.image_paths = [folder / name for name in self.names]
+        self.keypoints = keypoints[chosen]
+        return chosen

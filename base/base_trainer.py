@@ -4,13 +4,16 @@ Order within an epoch: ``train_epoch`` -> scheduler step -> ``valid_epoch`` -> l
 periodic checkpoint -> best checkpoint -> early-stop check. Checkpoints hold only tensors
 and plain data (``utils.checkpoint``) and are written atomically.
 """
+import itertools
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from utils.checkpoint import load_weights_into, save_checkpoint
 
@@ -26,6 +29,9 @@ class BaseTrainer:
         model_dir: folder of ``checkpoint-epoch<N>.pth`` and ``model_best.pth``.
         writer: a TensorBoard ``SummaryWriter`` or None.
         max_epochs: stop after this many epochs of this run (``--train_single_epoch``).
+        loss_fn: ``(outputs, meta, **loss_args) -> scalar``.
+        loss_args: keyword arguments of the loss from the config.
+        max_batches: limit batches per epoch (``--mini_train``), or None.
         seed: seeds ``augment_generator``, the generator of on-device augmentation.
         loader_generator: the training loader's shuffling generator (or None); both
             generators' states go into every checkpoint, so ``--resume`` continues exactly.
@@ -34,7 +40,9 @@ class BaseTrainer:
     def __init__(self, model: nn.Module, optimizer, lr_scheduler, config: Dict[str, Any],
                  device: torch.device, model_dir: Path, writer=None,
                  max_epochs: Optional[int] = None, config_path: str = "", seed: int = 0,
-                 loader_generator: Optional[torch.Generator] = None):
+                 loader_generator: Optional[torch.Generator] = None,
+                 loss_fn: Optional[Callable] = None, loss_args: Optional[Dict] = None,
+                 max_batches: Optional[int] = None):
         self.model = model
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -57,6 +65,10 @@ class BaseTrainer:
         self.last_checkpoint: Optional[Path] = None
         self.augment_generator = torch.Generator(device=device).manual_seed(seed)
         self.loader_generator = loader_generator
+        self.loss_fn = loss_fn
+        self.loss_args = loss_args or {}
+        self.max_batches = max_batches
+        self.global_step = 0
 
     # -- hooks for subclasses -------------------------------------------------------
     def train_epoch(self, epoch: int) -> Dict[str, float]:
@@ -77,6 +89,38 @@ class BaseTrainer:
             self.augment_generator.set_state(state["augment_rng"].cpu())
         if self.loader_generator is not None and "loader_rng" in state:
             self.loader_generator.set_state(state["loader_rng"].cpu())
+
+    # -- helpers of the subclasses' epochs ----------------------------------------------
+    def num_batches(self, loader: DataLoader) -> int:
+        return len(loader) if self.max_batches is None else min(len(loader), self.max_batches)
+
+    def batches(self, loader: DataLoader):
+        """(index, batch) pairs of ``loader``, at most ``max_batches`` of them."""
+        return itertools.islice(enumerate(loader), self.num_batches(loader))
+
+    def progress(self, loader: DataLoader, epoch: int) -> tqdm:
+        """``batches`` of a training epoch under a progress bar."""
+        return tqdm(self.batches(loader), total=self.num_batches(loader),
+                    desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True)
+
+    def compute_loss(self, outputs, meta: dict, batch_index: int) -> Tensor:
+        """The configured loss; a non-finite value stops the run, naming the batch."""
+        loss = self.loss_fn(outputs, meta, **self.loss_args)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at batch {batch_index} "
+                                     f"({self.config['loss']}, args {self.loss_args})")
+        return loss
+
+    def optimize(self, loss: Tensor) -> float:
+        """One optimizer step on ``loss``, logged to TensorBoard; -> its value."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        value = loss.item()
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", value, self.global_step)
+        self.global_step += 1
+        return value
 
     # -- the loop -------------------------------------------------------------------
     def train(self) -> Dict[str, float]:
@@ -154,8 +198,7 @@ class BaseTrainer:
     def resume(self, path) -> None:
         """Restore model, optimizer, scheduler, epoch, monitor and random states; from a
         released DVE checkpoint, only the weights and the epoch."""
-        model = self.model.module if isinstance(self.model, nn.DataParallel) else self.model
-        state = load_weights_into(model, path, self.device, source="--resume")
+        state = load_weights_into(self.model, path, self.device, source="--resume")
         epoch = int(state["epoch"]) if state.get("epoch") is not None else 0
         if state.get("released"):
             _logger.warning("%s is a released DVE checkpoint: optimizer, scheduler and random "

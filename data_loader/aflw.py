@@ -4,10 +4,9 @@ from typing import Tuple
 
 import numpy as np
 from PIL import Image
-from scipy.io import loadmat
 
-from base.base_dataset import (AnnotationError, KeypointMap, LandmarkImageDataset,
-                               minival_slice, read_name_list)
+from base.base_dataset import (AnnotationError, KeypointMap, TrainTestDataset, read_mat,
+                               read_name_list)
 from data_loader.registry import DATASETS
 
 NUM_POINTS = 5
@@ -18,10 +17,7 @@ def read_keypoint_mat(path: Path, count: int, names_path: Path) -> Tuple[np.ndar
 
     ``gt`` is stored (y, x) and is swapped; ``hw`` holds each image's height and width.
     """
-    try:
-        mat = loadmat(str(path))
-    except (ValueError, OSError) as err:
-        raise AnnotationError(f"{path}: unreadable .mat file ({err}); re-fetch it") from None
+    mat = read_mat(path)
     for key in ("gt", "hw"):
         if key not in mat:
             raise AnnotationError(f"{path}: no variable '{key}'; expected 'gt' (N x 5 x 2) "
@@ -35,7 +31,7 @@ def read_keypoint_mat(path: Path, count: int, names_path: Path) -> Tuple[np.ndar
 
 
 @DATASETS.register
-class AFLW(LandmarkImageDataset):
+class AFLW(TrainTestDataset):
     """AFLW faces recropped by Zhang et al. (CVPR 2018): 10,122 train, 2,991 test, 5 points.
 
     Layout under ``root``: ``aflw_{train,test}_images.txt`` (image paths relative to
@@ -44,10 +40,8 @@ class AFLW(LandmarkImageDataset):
     ``imwidth``; keypoints are scaled by ``imwidth / (w, h)``.
 
     Args:
-        use_minival: the validation split (``train=False``) is the last 10% of the
-            training list and training keeps the first 90%; otherwise it is the test set.
         use_hq_ims: accepted because the original configs pass it; AFLW has one image set.
-        (other arguments: see ``LandmarkImageDataset``.)
+        (other arguments, ``use_minival`` included: see ``TrainTestDataset``.)
     """
 
     eye_indices = (0, 1)
@@ -56,18 +50,15 @@ class AFLW(LandmarkImageDataset):
     def __init__(self, root="data/aflw/aflw_release-2", train=True, imwidth=100, crop=0,
                  use_keypoints=False, do_augmentations=False, use_minival=False,
                  use_hq_ims=True):
-        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations)
-        self.use_minival = use_minival
+        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations,
+                         use_minival)
         self.use_hq_ims = use_hq_ims
-        split = "train" if (train or use_minival) else "test"
+        split = "train" if self.reads_train_list else "test"
         names_path = self.require(self.root / f"aflw_{split}_images.txt")
         mat_path = self.require(self.root / f"aflw_{split}_keypoints.mat")
         names = read_name_list(names_path)
         keypoints, sizes = read_keypoint_mat(mat_path, len(names), names_path)
-        chosen = minival_slice(len(names), train) if use_minival else slice(None)
-        self.names = names[chosen]
-        self.image_paths = [self.root / "output" / name for name in self.names]
-        self.keypoints = keypoints[chosen]
+        chosen = self.keep_split(self.root / "output", names, keypoints)
         self.sizes = sizes[chosen]  # (N, 2) height, width
 
     def render(self, index, image):

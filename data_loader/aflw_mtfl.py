@@ -6,8 +6,8 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from base.base_dataset import (AnnotationError, KeypointMap, LandmarkImageDataset,
-                               minival_slice, parse_floats, read_numbered_rows)
+from base.base_dataset import (AnnotationError, KeypointMap, TrainTestDataset, parse_floats,
+                               read_numbered_rows)
 from data_loader.registry import DATASETS
 
 NUM_POINTS = 5
@@ -55,7 +55,7 @@ def read_test_list(path: Path) -> Tuple[List[str], np.ndarray]:
 
 
 @DATASETS.register
-class AFLW_MTFL(LandmarkImageDataset):  # noqa: N801 (the original's name)
+class AFLW_MTFL(TrainTestDataset):  # noqa: N801 (the original's name)
     """AFLW training faces with the MTFL test set: 10,122 train, 2,995 test, 5 points.
 
     Layout under ``root``: ``aflw_cropped/facedata_cropped.csv`` (header row; rows with
@@ -65,10 +65,8 @@ class AFLW_MTFL(LandmarkImageDataset):  # noqa: N801 (the original's name)
     resized to ``imwidth`` and keypoints become ``(k - 1) * imwidth / 150``.
 
     Args:
-        use_minival: the validation split is the last 10% of the training rows and
-            training keeps the first 90%; otherwise validation is the test set.
         use_hq_ims: accepted because the original configs pass it; there is one image set.
-        (other arguments: see ``LandmarkImageDataset``.)
+        (other arguments, ``use_minival`` included: see ``TrainTestDataset``.)
     """
 
     eye_indices = (0, 1)
@@ -77,19 +75,16 @@ class AFLW_MTFL(LandmarkImageDataset):  # noqa: N801 (the original's name)
     def __init__(self, root="data/aflw-mtfl", train=True, imwidth=70, crop=0,
                  use_keypoints=False, do_augmentations=True, use_minival=False,
                  use_hq_ims=True):
-        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations)
-        self.use_minival = use_minival
+        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations,
+                         use_minival)
         self.use_hq_ims = use_hq_ims
-        if train or use_minival:
+        if self.reads_train_list:
             image_dir = self.root / "aflw_cropped"
             files, keypoints = read_train_csv(self.require(image_dir / "facedata_cropped.csv"))
         else:
             image_dir = self.root / "MTFL"
             files, keypoints = read_test_list(self.require(image_dir / "testing.txt"))
-        chosen = minival_slice(len(files), train) if use_minival else slice(None)
-        self.names = files[chosen]
-        self.image_paths = [image_dir / name for name in self.names]
-        self.keypoints = keypoints[chosen]
+        self.keep_split(image_dir, files, keypoints)
 
     def render(self, index, image):
         square = image.resize((self.imwidth, self.imwidth), Image.BILINEAR)

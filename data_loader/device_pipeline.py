@@ -7,7 +7,8 @@ from typing import Optional
 
 import torch
 
-from data_loader.photometric import PhotometricAugmentation, normalize_images
+from data_loader.photometric import (PhotometricAugmentation, normalize_images,
+                                     training_augmentation)
 
 
 def interleave(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -47,5 +48,4 @@ class PairPipeline:
 
 def build_pair_pipeline(warper, dataset, train: bool) -> PairPipeline:
     """Photometric augmentation for training batches of datasets with ``do_augmentations``."""
-    augment = PhotometricAugmentation() if (train and dataset.do_augmentations) else None
-    return PairPipeline(warper, crop=dataset.crop, augment=augment)
+    return PairPipeline(warper, crop=dataset.crop, augment=training_augmentation(dataset, train))

@@ -7,22 +7,11 @@ the cropped image (SPEC: x_n = 2x / (w - 1) - 1).
 from typing import Optional, Sequence
 
 import torch
-from torch import Tensor
 
-from data_loader.photometric import PhotometricAugmentation, normalize_images
+from data_loader.photometric import (PhotometricAugmentation, normalize_images,
+                                     training_augmentation)
 from data_loader.warper import crop_images
-
-
-def normalize_keypoints(keypts: Tensor, height: int, width: int) -> Tensor:
-    """(B, K, 2) pixel (x, y) -> normalized (x, y) in [-1, 1] (align_corners convention)."""
-    scale = keypts.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
-    return keypts * scale - 1.0
-
-
-def unnormalize_keypoints(keypts: Tensor, height: int, width: int) -> Tensor:
-    """Inverse of ``normalize_keypoints``."""
-    scale = keypts.new_tensor([(width - 1) / 2.0, (height - 1) / 2.0])
-    return (keypts + 1.0) * scale
+from utils.tps import normalize_pixels
 
 
 class KeypointPipeline:
@@ -58,7 +47,7 @@ class KeypointPipeline:
         if self.augment is not None:
             images01 = self.augment(images01, generator=generator)
         height, width = images01.shape[-2:]
-        meta = {"keypts": keypts, "keypts_normalized": normalize_keypoints(keypts, height, width),
+        meta = {"keypts": keypts, "keypts_normalized": normalize_pixels(keypts, width, height),
                 "eye_indices": self.eye_indices, "index": batch["index"]}
         return {"data": normalize_images(images01), "meta": meta}
 
@@ -66,7 +55,7 @@ class KeypointPipeline:
 def build_keypoint_pipeline(warper, dataset, train: bool, warp_val: bool = True) -> KeypointPipeline:
     """Warps for training (and validation with ``warp_val``) when a warper is configured;
     photometric noise for training batches of datasets with ``do_augmentations``."""
-    augment = PhotometricAugmentation() if (train and dataset.do_augmentations) else None
+    augment = training_augmentation(dataset, train)
     use_warper = warper if (train or warp_val) else None
     return KeypointPipeline(use_warper, crop=dataset.crop, eye_indices=dataset.eye_indices,
                             augment=augment)

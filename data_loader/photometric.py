@@ -377,3 +377,9 @@ class PhotometricAugmentation:
         images255 = color_jitter(images255, factors, order)
         alpha = torch.randn(n, 3, generator=generator, device=device) * self.lighting_std
         return pca_lighting(images255 / 255, alpha).to(images01.dtype)
+
+
+def training_augmentation(dataset, train: bool) -> Optional[PhotometricAugmentation]:
+    """The photometric augmentation of a pipeline: only for training batches of datasets
+    with ``do_augmentations``."""
+    return PhotometricAugmentation() if (train and dataset.do_augmentations) else None

@@ -3,14 +3,14 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from base.base_dataset import (AnnotationError, Box, LandmarkImageDataset, MissingDataError,
-                               box_around, minival_slice, read_name_list, read_pts, tail_split)
+from base.base_dataset import (AnnotationError, Box, MissingDataError, TrainTestDataset,
+                               box_around, read_name_list, read_pts, tail_split)
 from data_loader.image_folder import find_images
 from data_loader.registry import DATASETS
 
 
 @DATASETS.register
-class PtsLandmarks(LandmarkImageDataset):
+class PtsLandmarks(TrainTestDataset):
     """Images under ``root`` (any depth, any format Pillow reads), each with a ``.pts``
     file of the same stem beside it (iBUG format: ``version: 1``, ``n_points: N``, ``{``,
     N lines ``x y``, ``}``). Every file must hold the same number of points, in the
@@ -32,10 +32,8 @@ class PtsLandmarks(LandmarkImageDataset):
             the points' extent.
         train_list, test_list: the split lists (both or neither).
         test_fraction: held-out fraction when there are no lists.
-        use_minival: the validation split (``train=False``) is the last 10% of the
-            training images and training keeps the first 90%; otherwise it is the test set.
         one_based: the files count pixels from 1 (iBUG convention); False for 0-based.
-        (other arguments: see ``LandmarkImageDataset``.)
+        (other arguments, ``use_minival`` included: see ``TrainTestDataset``.)
     """
 
     @classmethod
@@ -47,7 +45,8 @@ class PtsLandmarks(LandmarkImageDataset):
                  eye_indices: Optional[Sequence[int]] = None, box_margin: Optional[float] = None,
                  train_list: Optional[str] = None, test_list: Optional[str] = None,
                  test_fraction: float = 0.2, use_minival: bool = False, one_based: bool = True):
-        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations)
+        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations,
+                         use_minival)
         if not self.root.is_dir():
             raise MissingDataError(f"landmark folder {self.root} not found; set "
                                    f"dataset.args.root to the folder of images and .pts files")
@@ -58,20 +57,17 @@ class PtsLandmarks(LandmarkImageDataset):
             raise ValueError(f"PtsLandmarks: dataset.args.box_margin must be >= 0, "
                              f"got {box_margin}")
         self.box_margin = box_margin
-        self.use_minival = use_minival
-        on_train_side = train or use_minival
         if train_list is not None:
-            listed = read_name_list(self.require(self.root / (train_list if on_train_side
-                                                              else test_list)))
+            listed = read_name_list(self.require(
+                self.root / (train_list if self.reads_train_list else test_list)))
             images = [self.root / name for name in listed]
         else:
             found = find_images(self.root)
             if not found:
                 raise MissingDataError(f"no images under {self.root}; set dataset.args.root "
                                        f"to the folder of images and .pts files")
-            images = found[tail_split(len(found), test_fraction, on_train_side)]
-        if use_minival:
-            images = images[minival_slice(len(images), train)]
+            images = found[tail_split(len(found), test_fraction, self.reads_train_list)]
+        images = images[self.minival_choice(len(images))]
         self.image_paths = images
         self.names = [p.relative_to(self.root).as_posix() for p in images]
         self.keypoints = self.read_all_points(images) - (1.0 if one_based else 0.0)

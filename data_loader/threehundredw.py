@@ -5,10 +5,8 @@ from typing import List, Tuple
 
 import numpy as np
 from PIL import Image
-from scipy.io import loadmat
 
-from base.base_dataset import (AnnotationError, KeypointMap, LandmarkImageDataset,
-                               minival_slice, read_pts)
+from base.base_dataset import AnnotationError, KeypointMap, TrainTestDataset, read_mat, read_pts
 from data_loader.registry import DATASETS
 
 NUM_POINTS = 68
@@ -29,10 +27,7 @@ def _text(value) -> str:
 def read_bounding_boxes(path: Path) -> List[Tuple[str, np.ndarray]]:
     """``bounding_boxes_*.mat`` (struct array ``bounding_boxes`` with ``imgName`` and
     ``bb_ground_truth`` [xmin ymin xmax ymax]) -> [(image name, (4,) float64)] in order."""
-    try:
-        mat = loadmat(str(path))
-    except (ValueError, OSError) as err:
-        raise AnnotationError(f"{path}: unreadable .mat file ({err}); re-fetch it") from None
+    mat = read_mat(path)
     structs = mat.get("bounding_boxes")
     names = getattr(getattr(structs, "dtype", None), "names", None) or ()
     if "imgName" not in names or "bb_ground_truth" not in names:
@@ -49,7 +44,7 @@ def read_bounding_boxes(path: Path) -> List[Tuple[str, np.ndarray]]:
 
 
 @DATASETS.register
-class ThreeHundredW(LandmarkImageDataset):
+class ThreeHundredW(TrainTestDataset):
     """300-W: 3,148 training faces (AFW, HELEN and LFPW train) and 689 test faces (HELEN
     and LFPW test, iBUG), 68 points.
 
@@ -61,10 +56,7 @@ class ThreeHundredW(LandmarkImageDataset):
     around the scaled box centre is cut (zero padding), then resized bilinear to
     ``imwidth``; keypoints become ``(f k - window origin - 1) * imwidth / 100``.
 
-    Args:
-        use_minival: the validation split is the last 10% of the training faces and
-            training keeps the first 90%; otherwise validation is the test set.
-        (other arguments: see ``LandmarkImageDataset``.)
+    Args: see ``TrainTestDataset`` (``use_minival``) and ``LandmarkImageDataset``.
     """
 
     eye_indices = (36, 45)  # outer eye corners
@@ -72,27 +64,25 @@ class ThreeHundredW(LandmarkImageDataset):
 
     def __init__(self, root="data/300w/300w", train=True, imwidth=100, crop=15,
                  use_keypoints=False, do_augmentations=True, use_minival=False):
-        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations)
-        self.use_minival = use_minival
+        super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations,
+                         use_minival)
         names, boxes, keypoints = [], [], []
-        for subset, folder in (TRAIN_SUBSETS if (train or use_minival) else TEST_SUBSETS):
+        for subset, folder in (TRAIN_SUBSETS if self.reads_train_list else TEST_SUBSETS):
             mat_path = self.require(self.root / "Bounding Boxes" / f"bounding_boxes_{subset}.mat")
             for image_name, box in read_bounding_boxes(mat_path):
                 if subset == "ibug" and not image_name.startswith("image"):
                     continue  # the iBUG boxes also list images the release does not hold
                 name = f"{folder}/{image_name}"
-                points = read_pts(self.require(self.root / Path(name).with_suffix(".pts")))
+                pts_path = self.require(self.root / Path(name).with_suffix(".pts"))
+                points = read_pts(pts_path)
                 if points.shape != (NUM_POINTS, 2):
-                    raise AnnotationError(f"{self.root / Path(name).with_suffix('.pts')}: "
-                                          f"{len(points)} points, expected {NUM_POINTS}")
+                    raise AnnotationError(f"{pts_path}: {len(points)} points, expected {NUM_POINTS}")
                 names.append(name)
                 boxes.append(box)
                 keypoints.append(points)
-        chosen = minival_slice(len(names), train) if use_minival else slice(None)
-        self.names = names[chosen]
-        self.image_paths = [self.root / name for name in self.names]
+        chosen = self.keep_split(self.root, names,
+                                 np.array(keypoints, dtype=np.float32).reshape(-1, NUM_POINTS, 2))
         self.boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)[chosen]
-        self.keypoints = np.array(keypoints, dtype=np.float32).reshape(-1, NUM_POINTS, 2)[chosen]
 
     def render(self, index, image):
         xmin, ymin, xmax, ymax = self.boxes[index]

@@ -34,9 +34,8 @@ from pathlib import Path
 
 import torch
 
-from model.dense_correlation import (dense_correlation,  # noqa: E402
-                                     reference_dense_correlation_loss)
-from model.loss import _pair_features, dense_correlation_loss_dve  # noqa: E402
+from model.dense_correlation import dense_correlation, reference_dense_correlation_loss
+from model.loss import _pair_features, dense_correlation_loss_dve
 
 
 def make_inputs(batch, channels, size, device, dtype=torch.float32):
@@ -126,11 +125,17 @@ def _timed(step, feats, device):
     return time.perf_counter() - start, (None if out is None else out.item())
 
 
-def child_time(args):
-    """Time the methods of args.methods interleaved (one run of each per round)."""
+def _child_setup(args):
+    """The device, the input features and a step per method of args.methods."""
     device = torch.device(args.device)
     feats, grid = make_inputs(args.batch, args.channels, args.size, device)
     steps = {m: build_step(m, args, device, feats, {"grid": grid}) for m in args.methods}
+    return device, feats, steps
+
+
+def child_time(args):
+    """Time the methods of args.methods interleaved (one run of each per round)."""
+    device, feats, steps = _child_setup(args)
     times = {m: [] for m in steps}
     losses = {m: _timed(step, feats, device)[1] for m, step in steps.items()}  # warm-up
     for _ in range(args.repeats):
@@ -142,9 +147,8 @@ def child_time(args):
 
 def child_memory(args):
     """Peak memory of one run of the single method in args.methods."""
-    device = torch.device(args.device)
-    feats, grid = make_inputs(args.batch, args.channels, args.size, device)
-    step = build_step(args.methods[0], args, device, feats, {"grid": grid})
+    device, feats, steps = _child_setup(args)
+    (step,) = steps.values()
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

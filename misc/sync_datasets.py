@@ -42,21 +42,18 @@ ARCHIVE_DATA_PREFIX = "data"
 
 @dataclass(frozen=True)
 class DatasetArchive:
-    """One mirrored archive: its file stem, published size and sha1, and the folder
-    under data_dir that all of its members unpack into."""
-    name: str
+    """One mirrored archive (``<dataset>.tar.gz``): its published size and sha1, and the
+    folder under data_dir that all of its members unpack into."""
     size: str
     sha1: str
     folder: str
 
 
 DATASET_ARCHIVES = {
-    "celeba": DatasetArchive("celeba", "9.0 GiB", "f6872ab0f2df8e5843abe99dc6d6100dd4fea29f", "celeba"),
-    "300w": DatasetArchive("300w", "3.0 GiB", "885b09159c61fa29998437747d589c65cfc4ccd3", "300w"),
-    "aflw-mtfl": DatasetArchive("aflw-mtfl", "252 MiB", "1ff31c07cef4f2777b416d896a65f6c17d8ae2ee",
-                                "aflw-mtfl"),
-    "aflw-recrop": DatasetArchive("aflw-recrop", "1.1 GiB", "939fdce0e6262a14159832c71d4f84a9d516de5e",
-                                  "aflw"),
+    "celeba": DatasetArchive("9.0 GiB", "f6872ab0f2df8e5843abe99dc6d6100dd4fea29f", "celeba"),
+    "300w": DatasetArchive("3.0 GiB", "885b09159c61fa29998437747d589c65cfc4ccd3", "300w"),
+    "aflw-mtfl": DatasetArchive("252 MiB", "1ff31c07cef4f2777b416d896a65f6c17d8ae2ee", "aflw-mtfl"),
+    "aflw-recrop": DatasetArchive("1.1 GiB", "939fdce0e6262a14159832c71d4f84a9d516de5e", "aflw"),
 }
 
 
@@ -69,7 +66,7 @@ class _TransientNetworkError(Exception):
 
 
 class _RestartDownload(Exception):
-    """The saved partial file cannot be resumed: it was discarded, fetch from byte 0."""
+    """The saved partial file cannot be resumed: discard it, fetch from byte 0."""
 
 
 def _progress(total, initial, desc):
@@ -79,12 +76,9 @@ def _progress(total, initial, desc):
 
 def _parse_content_range(value):
     """'bytes START-END/TOTAL' or 'bytes */TOTAL' -> (START or None, TOTAL or None)."""
-    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", value or "")
-    if match is None:
-        return None, None
-    start = int(match.group(1)) if match.group(1) is not None else None
-    total = int(match.group(2)) if match.group(2) != "*" else None
-    return start, total
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(?:(\d+)|\*)\s*", value or "")
+    groups = match.groups() if match else (None, None)
+    return tuple(None if group is None else int(group) for group in groups)
 
 
 def _check_free_space(folder, needed_bytes, what):
@@ -111,25 +105,21 @@ def _download_once(url, part_path, timeout):
                 return
             _logger.warning("the server cannot resume %s at byte %d (its file has %s bytes); starting again",
                             part_path, offset, total)
-            part_path.unlink()
             raise _RestartDownload() from err
         if err.code >= 500:
             raise _TransientNetworkError(f"HTTP {err.code} {err.reason}") from err
         raise SyncError(f"HTTP {err.code} {err.reason} for {url}; check --root_url and --dataset") from err
     with response:
-        mode = "wb"
-        if offset and response.status == 206:
+        resumed = bool(offset) and response.status == 206
+        if resumed:
             start, _ = _parse_content_range(response.headers.get("Content-Range"))
             if start != offset:
                 _logger.warning("the server resumed at byte %s instead of %d; starting again", start, offset)
-                part_path.unlink()
                 raise _RestartDownload()
-            mode = "ab"
             _logger.info("resuming %s at byte %d", url, offset)
-        else:
-            if offset:
-                _logger.info("the server ignored the Range request (HTTP %d); downloading from byte 0",
-                             response.status)
+        elif offset:
+            _logger.info("the server ignored the Range request (HTTP %d); downloading from byte 0",
+                         response.status)
             offset = 0
         length_header = response.headers.get("Content-Length")
         length = int(length_header) if length_header is not None else None
@@ -137,14 +127,11 @@ def _download_once(url, part_path, timeout):
             _check_free_space(part_path.parent, length, f"download {url}")
         received = 0
         try:
-            handle = open(part_path, mode)
+            handle = open(part_path, "ab" if resumed else "wb")
         except OSError as err:
             raise SyncError(f"cannot write {part_path}: {err}; check --data_dir") from err
         with handle, _progress(None if length is None else offset + length, offset, part_path.name) as bar:
-            while True:
-                chunk = response.read(CHUNK_BYTES)
-                if not chunk:
-                    break
+            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                 try:
                     handle.write(chunk)
                 except OSError as err:
@@ -162,29 +149,28 @@ def download(url, archive_path, timeout=60.0, retries=5, retry_wait=5.0):
     where the last stopped; ``retry_wait``: seconds before the first retry, doubled each time
     (at most 60)."""
     part_path = Path(f"{archive_path}.part")
-    failures = 0
-    restarts = 0
+    failures = restarts = 0
     while True:
         try:
             _download_once(url, part_path, timeout)
             break
         except _RestartDownload as err:
+            part_path.unlink()
             restarts += 1
             if restarts > 2:
                 raise SyncError(f"the server at {url} keeps refusing to resume {part_path}; delete it and "
                                 "re-run") from err
-            continue
         except (_TransientNetworkError, OSError, http.client.HTTPException) as err:
             failures += 1
             reason = str(err) or type(err).__name__
-        if failures > retries:
-            saved = part_path.stat().st_size if part_path.exists() else 0
-            raise SyncError(f"download of {url} failed after {failures} attempts ({reason}); "
-                            f"re-running resumes from the {saved} bytes saved in {part_path}")
-        wait = min(retry_wait * 2 ** (failures - 1), 60.0)
-        _logger.warning("download interrupted (%s); retry %d of %d in %.0f s",
-                        reason, failures, retries, wait)
-        time.sleep(wait)
+            if failures > retries:
+                saved = part_path.stat().st_size if part_path.exists() else 0
+                raise SyncError(f"download of {url} failed after {failures} attempts ({reason}); "
+                                f"re-running resumes from the {saved} bytes saved in {part_path}") from err
+            wait = min(retry_wait * 2 ** (failures - 1), 60.0)
+            _logger.warning("download interrupted (%s); retry %d of %d in %.0f s",
+                            reason, failures, retries, wait)
+            time.sleep(wait)
     os.replace(part_path, archive_path)
 
 
@@ -219,9 +205,7 @@ def check_members(members, folder):
     bytes; raises SyncError naming the first offending member.
     """
     root = f"{ARCHIVE_DATA_PREFIX}/{folder}"
-    names = {}
-    for member in members:
-        names[member.name] = _normalized_member_name(member.name)
+    names = {member.name: _normalized_member_name(member.name) for member in members}
     symlinks = {names[m.name] for m in members if m.issym() and names[m.name]}
     files = {names[m.name] for m in members if m.isreg() and names[m.name]}
 
@@ -237,16 +221,14 @@ def check_members(members, folder):
         climbs above the archive root, passes through or ends on a symlink member."""
         parts = [part for part in posixpath.dirname(name).split("/") if part]
         for part in linkname.replace("\\", "/").split("/"):
-            if part in ("", "."):
-                continue
             if part == "..":
                 if not parts:
                     return None
                 parts.pop()
-                continue
-            parts.append(part)
-            if "/".join(parts) in symlinks:
-                return None
+            elif part not in ("", "."):
+                parts.append(part)
+                if "/".join(parts) in symlinks:
+                    return None
         return "/".join(parts)
 
     total_bytes = 0
@@ -302,12 +284,12 @@ def unpack(archive_path, data_dir, folder, sha1, dataset):
         (unpacked / MARKER_NAME).write_text(json.dumps(marker) + "\n")
         destination = data_dir / folder
         replaced = staging / "replaced"
-        if destination.exists() or destination.is_symlink():
+        if os.path.lexists(destination):
             os.replace(destination, replaced)
         try:
             os.replace(unpacked, destination)
         except OSError:
-            if replaced.exists() or replaced.is_symlink():
+            if os.path.lexists(replaced):
                 os.replace(replaced, destination)
             raise
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
@@ -315,14 +297,6 @@ def unpack(archive_path, data_dir, folder, sha1, dataset):
                         "re-run to retry") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def read_marker(folder_path):
-    """The sha1 recorded by a finished unpack of ``folder_path``, or None."""
-    try:
-        return json.loads((folder_path / MARKER_NAME).read_text()).get("sha1")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def sync_dataset(dataset, root_url=DEFAULT_ROOT_URL, data_dir="data", refresh=False, keep_archive=False,
@@ -334,7 +308,10 @@ def sync_dataset(dataset, root_url=DEFAULT_ROOT_URL, data_dir="data", refresh=Fa
     expected = (sha1 or entry.sha1).lower()
     data_dir = Path(data_dir)
     destination = data_dir / entry.folder
-    installed = read_marker(destination)
+    try:  # the sha1 recorded by a finished unpack
+        installed = json.loads((destination / MARKER_NAME).read_text()).get("sha1")
+    except (OSError, ValueError, AttributeError):
+        installed = None
     if not refresh and installed == expected:
         _logger.info("%s is already unpacked and verified (sha1 %s); --refresh fetches it again",
                      destination, expected)
@@ -350,11 +327,11 @@ def sync_dataset(dataset, root_url=DEFAULT_ROOT_URL, data_dir="data", refresh=Fa
     for stale in data_dir.glob(f".sync-{dataset}-*"):
         _logger.warning("removing %s left by an interrupted run", stale)
         shutil.rmtree(stale, ignore_errors=True)
-    archive_path = data_dir / f"{entry.name}.tar.gz"
+    archive_path = data_dir / f"{dataset}.tar.gz"
     if refresh:
         for path in (archive_path, Path(f"{archive_path}.part")):
             path.unlink(missing_ok=True)
-    url = f"{root_url.rstrip('/')}/{entry.name}.tar.gz"
+    url = f"{root_url.rstrip('/')}/{archive_path.name}"
     if archive_path.exists():
         _logger.info("using the downloaded %s", archive_path)
     else:
@@ -396,9 +373,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        destination = sync_dataset(args.dataset, root_url=args.root_url, data_dir=args.data_dir,
-                                   refresh=args.refresh, keep_archive=args.keep_archive, sha1=args.sha1,
-                                   timeout=args.timeout, retries=args.retries, retry_wait=args.retry_wait)
+        destination = sync_dataset(**vars(args))  # the options are sync_dataset's arguments
     except SyncError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -131,6 +131,19 @@ def _to_feature_layout(grad_rows: torch.Tensor, shape: torch.Size,
     return grad_rows.transpose(1, 2).reshape(shape).to(dtype)
 
 
+def _finish(ctx, loss: torch.Tensor, grads: Optional[Tuple[torch.Tensor, ...]],
+            feats_src: torch.Tensor) -> torch.Tensor:
+    """Scale the summed loss and the (B, N, C) input gradients (None: not computed) by
+    1 / (N B), keep the gradients for backward, return the loss in the features' dtype."""
+    batch, _, height, width = feats_src.shape
+    scale = 1.0 / (height * width * batch)
+    ctx.computed_grad = grads is not None
+    if grads is not None:
+        ctx.save_for_backward(*(g.mul_(scale) for g in grads))
+        ctx.input_shape, ctx.input_dtype = feats_src.shape, feats_src.dtype
+    return (loss * scale).to(feats_src.dtype)
+
+
 def _precomputed_backward(ctx, grad_output, name: str):
     """The input gradients were computed in forward (the loss is a scalar): scale them."""
     if not ctx.computed_grad:
@@ -181,12 +194,7 @@ class DenseCorrelationFunction(torch.autograd.Function):
                 grad_corr = _softmax_grad(dist, prob, out=corr)  # (B, c, N), corr's buffer
                 torch.bmm(grad_corr, dst, out=grad_src[:, r0:r1])
                 grad_dst.baddbmm_(grad_corr.transpose(1, 2), src_rows)
-        scale = 1.0 / (num_cells * batch)
-        if compute_grad:
-            ctx.save_for_backward(grad_src.mul_(scale), grad_dst.mul_(scale))
-            ctx.input_shape, ctx.input_dtype = feats_src.shape, feats_src.dtype
-        ctx.computed_grad = compute_grad
-        return (loss * scale).to(feats_src.dtype)
+        return _finish(ctx, loss, (grad_src, grad_dst) if compute_grad else None, feats_src)
 
     @staticmethod
     @once_differentiable
@@ -251,13 +259,8 @@ class DenseCorrelationDVEFunction(torch.autograd.Function):
             grad_logits = _softmax_grad(grad_attn, attn, out=corr)  # dA, in corr's buffer
             torch.bmm(grad_logits, aux, out=grad_src[:, r0:r1])
             grad_aux.baddbmm_(grad_logits.transpose(1, 2), src_rows)
-        scale = 1.0 / (num_cells * batch)
-        if compute_grad:
-            ctx.save_for_backward(grad_src.mul_(scale), grad_aux.mul_(scale),
-                                  grad_dst.mul_(scale))
-            ctx.input_shape, ctx.input_dtype = feats_src.shape, feats_src.dtype
-        ctx.computed_grad = compute_grad
-        return (loss * scale).to(feats_src.dtype)
+        grads = (grad_src, grad_aux, grad_dst) if compute_grad else None
+        return _finish(ctx, loss, grads, feats_src)
 
     @staticmethod
     @once_differentiable
@@ -312,7 +315,7 @@ def reference_dense_correlation_loss(feats: List[torch.Tensor], meta: dict, pow:
     batch, channels, height, width = feats1.shape
     h, w = feats2.shape[2:]
     stride = height_in // height
-    batch_grid_u = unnormalize_grid(grid, grid.shape[2], grid.shape[1])[:, ::stride, ::stride, :]  # (B, H, W, 2)
+    batch_grid_u = unnormalize_grid(grid, width_in, height_in)[:, ::stride, ::stride]  # (B,H,W,2)
     ys, xs = torch.meshgrid(torch.arange(height_in, dtype=grid.dtype, device=grid.device),
                             torch.arange(width_in, dtype=grid.dtype, device=grid.device),
                             indexing="ij")

@@ -50,11 +50,8 @@ class PreActBottleneck(nn.Module):
 
 def _units(count: int, in_channels: int, planes: int, use_group_norm: bool) -> nn.Sequential:
     """``count`` bottlenecks, the first taking ``in_channels``, the rest ``2 * planes``."""
-    layers = []
-    for index in range(count):
-        layers.append(PreActBottleneck(in_channels if index == 0 else planes * EXPANSION,
-                                       planes, use_group_norm))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*(PreActBottleneck(in_channels if index == 0 else planes * EXPANSION,
+                                            planes, use_group_norm) for index in range(count)))
 
 
 class Hourglass(nn.Module):

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from model.dense_correlation import dense_correlation
-from utils.tps import unnormalize_grid
 from model.registry import LOSSES
+from utils.tps import unnormalize_grid
 
 DESCRIPTOR_SCALE = 20.0  # normalize_vectors: unit descriptors times this
 
@@ -38,7 +38,8 @@ def _pair_features(feats: List[torch.Tensor], meta: dict, normalize_vectors: boo
     if stride < 1:
         raise ValueError(f"grid {tuple(grid.shape)} is coarser than the features "
                          f"{tuple(feats.shape)}")
-    grid_px = unnormalize_grid(grid, grid.shape[2], grid.shape[1])[:, ::stride, ::stride, :]  # (B, H, W, 2)
+    grid_px = unnormalize_grid(grid, grid.shape[2], grid.shape[1])  # (B, Hin, Win, 2) pixels
+    grid_px = grid_px[:, ::stride, ::stride, :]  # (B, H, W, 2)
     if grid_px.shape != (feats_src.shape[0], height, width, 2):
         raise ValueError(f"grid {tuple(grid.shape)} sampled at stride {stride} gives "
                          f"{tuple(grid_px.shape)}, which does not match first-image "

@@ -31,8 +31,7 @@ def palette(count: int) -> np.ndarray:
 def dot_image(width: int, height: int, points: np.ndarray, radius: int) -> np.ndarray:
     """(H, W, 3) uint8: a disc of radius ``radius`` and colour ``palette[k]`` centred on each
     integer pixel ``points[k]`` (0-based (x, y)), on black."""
-    image = np.zeros((height, width, 3), np.uint8)
-    image[:] = BACKGROUND
+    image = np.full((height, width, 3), BACKGROUND, np.uint8)
     ys, xs = np.mgrid[:height, :width]
     for colour, (x, y) in zip(palette(len(points)), np.asarray(points)):
         image[(xs - x) ** 2 + (ys - y) ** 2 <= radius ** 2] = colour
@@ -77,8 +76,8 @@ def assert_dots_on_keypoints(dataset, crop: int, tolerance: float = 1.0) -> None
     centroid after the crop step, and the warper's keypoints are that keypoint rounded."""
     items = [dataset[i] for i in range(len(dataset))]
     images, warped_keypts, shifted = through_crop(items, crop)
+    count = shifted.shape[1]
     for index in range(len(items)):
-        count = shifted.shape[1]
         found = find_dots(images[index].round().to(torch.uint8), count)
         error = np.abs(found - shifted[index].numpy())
         lost = np.flatnonzero(~np.isfinite(found).all(axis=1))

@@ -16,6 +16,7 @@ import model  # noqa: F401  (registers networks and losses)
 from data_loader.registry import DATASETS, WARPERS
 from model.frozen_embedding import keypoint_regression_model
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
+from trainer.optim import build_optimizer, build_scheduler
 from utils import keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
 from utils.checkpoint import load_weights_into
 from utils.checkpoint_search import find_checkpoint
@@ -122,8 +123,6 @@ def missing_inputs(config: Dict[str, Any]) -> List[str]:
 def dry_run(config: Dict[str, Any], path, device: torch.device) -> Dict[str, Any]:
     """Resolve every name and build model, loss, optimizer, scheduler and warper, reading
     no data; return a summary."""
-    from trainer.optim import build_optimizer, build_scheduler
-
     network = build_model(config, path).to(device)
     resolve_loss(config, path)
     resolve_metrics(config, path)

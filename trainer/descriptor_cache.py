@@ -7,11 +7,11 @@ to the device one training batch at a time.
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from utils.registry import ConfigError
@@ -70,12 +70,13 @@ def check_cache_fits(num_images: int, feature_shape, config_path) -> int:
 
 @torch.no_grad()
 def compute_descriptors(embedding: nn.Module, loader: DataLoader, pipeline, device: torch.device,
-                        generator: Optional[torch.Generator], desc: str, max_images: int = 8
+                        generator: Optional[torch.Generator], desc: str, max_images: int = 8,
+                        check_fits: Optional[Callable[[Tuple[int, ...]], None]] = None
                         ) -> DescriptorCache:
     """Run ``embedding`` (images -> (B, C, H, W)) over ``loader`` in eval mode.
 
-    The caller checks the size first (``check_cache_fits``); the storage is allocated
-    once, at the first batch.
+    The storage is allocated once, at the first batch, after ``check_fits`` (if given)
+    has seen the feature shape (C, H, W).
     """
     was_training = embedding.training
     embedding.eval()
@@ -87,6 +88,8 @@ def compute_descriptors(embedding: nn.Module, loader: DataLoader, pipeline, devi
         batch_feats = embedding(inputs["data"]).float()  # (B, C, H, W)
         batch_keypts = inputs["meta"]["keypts_normalized"].float()  # (B, K, 2)
         if feats is None:
+            if check_fits is not None:
+                check_fits(tuple(batch_feats.shape[1:]))
             feats = torch.empty((total, *batch_feats.shape[1:]), dtype=torch.float32)
             keypts = torch.empty((total, *batch_keypts.shape[1:]), dtype=torch.float32)
             images = inputs["data"][:max_images].cpu()
@@ -100,26 +103,16 @@ def compute_descriptors(embedding: nn.Module, loader: DataLoader, pipeline, devi
     return DescriptorCache(feats=feats[:filled], keypts_normalized=keypts[:filled], images=images)
 
 
-def feature_shape(embedding: nn.Module, dataset, pipeline, device: torch.device):
-    """(C, H, W) of the embedding's output on the dataset's first item."""
-    probe = pipeline(default_collate([dataset[0]]), device, torch.Generator(device=device))
-    was_training = embedding.training
-    embedding.eval()
-    with torch.no_grad():
-        shape = tuple(embedding(probe["data"]).shape[1:])
-    embedding.train(was_training)
-    return shape
-
-
 def cache_splits(embedding: nn.Module, train_loader: DataLoader, valid_loader: DataLoader,
                  train_pipeline, valid_pipeline, device: torch.device, seed: int, config_path):
-    """Check the size, then cache the training split (warps drawn from ``seed``) and the
-    validation split (warps, with ``warp_val``, seeded at 0 as every validation pass)."""
-    shape = feature_shape(embedding, train_loader.dataset, train_pipeline, device)
-    check_cache_fits(len(train_loader.dataset) + len(valid_loader.dataset), shape, config_path)
-    train_cache = compute_descriptors(embedding, train_loader, train_pipeline, device,
-                                      torch.Generator(device=device).manual_seed(seed),
-                                      "caching training descriptors")
+    """Cache the training split (warps drawn from ``seed``; before its storage is
+    allocated, the size of both caches is checked) and the validation split (warps, with
+    ``warp_val``, seeded at 0 as every validation pass)."""
+    num_images = len(train_loader.dataset) + len(valid_loader.dataset)
+    train_cache = compute_descriptors(
+        embedding, train_loader, train_pipeline, device,
+        torch.Generator(device=device).manual_seed(seed), "caching training descriptors",
+        check_fits=lambda shape: check_cache_fits(num_images, shape, config_path))
     valid_cache = compute_descriptors(embedding, valid_loader, valid_pipeline, device,
                                       torch.Generator(device=device).manual_seed(0),
                                       "caching validation descriptors")

@@ -1,5 +1,5 @@
 """Evaluating a trained landmark regressor on a split: per-image inter-ocular errors."""
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -11,13 +11,11 @@ from model.keypoint_metrics import inter_ocular_errors
 
 @torch.no_grad()
 def evaluate_regressor(model: nn.Module, loader: DataLoader, pipeline, device: torch.device,
-                       eye_indices: Sequence[int],
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                       eye_indices: Sequence[int]) -> torch.Tensor:
     """(N,) errors in percent of the inter-ocular distance, model in eval mode; warps (with
-    ``warp_val``) drawn from ``generator`` (default: seeded at 0, as validation passes)."""
+    ``warp_val``) seeded at 0, as in the trainer's validation passes."""
     model.eval()
-    if generator is None:
-        generator = torch.Generator(device=device).manual_seed(0)
+    generator = torch.Generator(device=device).manual_seed(0)
     errors = []
     for batch in tqdm(loader, desc="evaluating", leave=False, dynamic_ncols=True):
         inputs = pipeline(batch, device, generator)

@@ -15,7 +15,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer
 from model.keypoint_metrics import inter_ocular_errors
@@ -34,7 +33,6 @@ def index_loader(num_items: int, batch_size: int, train: bool,
 
 class KeypointTrainer(BaseTrainer):
     """Args (besides ``BaseTrainer``'s; ``model`` is the regression Sequential):
-        loss_fn: ``(outputs, meta, **loss_args) -> scalar``.
         metrics: ``(outputs, meta) -> float`` callables, logged per epoch (mean per image).
         train_loader, valid_loader: image loaders, or index loaders (``index_loader``) with
             ``train_cache``/``valid_cache``.
@@ -43,20 +41,15 @@ class KeypointTrainer(BaseTrainer):
         train_cache, valid_cache: ``DescriptorCache``s, or None.
         visualizations: callables; those taking ``keypoints`` get the regressor outputs and
             the ground truth, the others ``[descriptors]`` as embedding outputs.
-        max_batches: limit batches per epoch (``--mini_train``), or None.
-        (seed, loader_generator and the rest: ``BaseTrainer``.)
+        (loss_fn, max_batches, seed, loader_generator and the rest: ``BaseTrainer``.)
     """
 
-    def __init__(self, *, loss_fn: Callable, loss_args: Dict, metrics: Sequence[Callable],
-                 train_loader: DataLoader, valid_loader: Optional[DataLoader],
-                 train_pipeline, valid_pipeline, eye_indices: Sequence[int],
-                 train_cache: Optional[DescriptorCache] = None,
+    def __init__(self, *, metrics: Sequence[Callable], train_loader: DataLoader,
+                 valid_loader: Optional[DataLoader], train_pipeline, valid_pipeline,
+                 eye_indices: Sequence[int], train_cache: Optional[DescriptorCache] = None,
                  valid_cache: Optional[DescriptorCache] = None,
-                 visualizations: Sequence[Callable] = (), max_batches: Optional[int] = None,
-                 **kwargs):
+                 visualizations: Sequence[Callable] = (), **kwargs):
         super().__init__(**kwargs)
-        self.loss_fn = loss_fn
-        self.loss_args = loss_args
         self.metrics = list(metrics)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.train_pipeline, self.valid_pipeline = train_pipeline, valid_pipeline
@@ -64,20 +57,8 @@ class KeypointTrainer(BaseTrainer):
         self.train_cache, self.valid_cache = train_cache, valid_cache
         self.visualizations = [(v, "keypoints" in inspect.signature(v).parameters)
                                for v in visualizations]
-        self.max_batches = max_batches
         self.embedding, self.head = self.model[0], self.model[1:]
         self.last_valid_errors: Optional[Tensor] = None
-        self.global_step = 0
-
-    def num_batches(self, loader: DataLoader) -> int:
-        return len(loader) if self.max_batches is None else min(len(loader), self.max_batches)
-
-    def batches(self, loader: DataLoader):
-        total = self.num_batches(loader)
-        for index, batch in enumerate(loader):
-            if index >= total:
-                return
-            yield index, batch
 
     def forward_batch(self, batch, cache: Optional[DescriptorCache], pipeline,
                       generator: Optional[torch.Generator]):
@@ -94,35 +75,21 @@ class KeypointTrainer(BaseTrainer):
             meta, images = inputs["meta"], inputs["data"]
         return self.head(feats), meta, images, feats
 
-    def compute_loss(self, outputs, meta, batch_index: int) -> Tensor:
-        loss = self.loss_fn(outputs, meta, **self.loss_args)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at batch {batch_index} "
-                                     f"({self.config['loss']}, args {self.loss_args})")
-        return loss
-
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         self.model.train()  # the FrozenEmbedding keeps its batch norm in eval mode
         sums: Dict[str, float] = {}
         images_seen, batches_seen, start = 0, 0, time.perf_counter()
-        progress = tqdm(self.batches(self.train_loader), total=self.num_batches(self.train_loader),
-                        desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True)
+        progress = self.progress(self.train_loader, epoch)
         for batch_index, batch in progress:
             outputs, meta, _, _ = self.forward_batch(batch, self.train_cache, self.train_pipeline,
                                                      self.augment_generator)
-            loss = self.compute_loss(outputs, meta, batch_index)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            value, count = loss.item(), outputs[0].shape[0]
+            value = self.optimize(self.compute_loss(outputs, meta, batch_index))
+            count = outputs[0].shape[0]
             self._accumulate(sums, "loss", value, 1)
             for metric in self.metrics:
                 self._accumulate(sums, metric.__name__, metric(outputs, meta), count)
             images_seen, batches_seen = images_seen + count, batches_seen + 1
             progress.set_postfix(loss=f"{value:.4f}")
-            if self.writer is not None:
-                self.writer.add_scalar("train/loss", value, self.global_step)
-            self.global_step += 1
         elapsed = max(time.perf_counter() - start, 1e-9)
         log = {"loss": sums.get("loss", math.nan) / max(batches_seen, 1)}
         log.update({m.__name__: sums[m.__name__] / max(images_seen, 1)

@@ -114,16 +114,6 @@ def _load_released(path: Path, map_location) -> Dict[str, Any]:
     return state
 
 
-def checkpoint_config(state: Dict[str, Any], path) -> Tuple[Dict[str, Any], Path]:
-    """The plain config dict a checkpoint of this project stores, and its path."""
-    config = state.get("config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} stores no readable config (a released DVE checkpoint "
-                              f"keeps it as a pickled object, which is not loaded); pass "
-                              f"--config CONFIG.json as well")
-    return config, Path(state.get("config_path") or "resumed/config.json")
-
-
 def _drop_module_segments(key: str) -> str:
     return ".".join(part for part in key.split(".") if part != "module")
 
@@ -190,10 +180,11 @@ def _listed(names: List[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def mismatch_message(path, source: str, network: nn.Module, missing: List[str],
-                     unexpected: List[str], reshaped: List[str], prefix: str,
-                     checkpoint_state_dict: Dict[str, torch.Tensor]) -> str:
-    """One line: what does not fit, what the checkpoint and the network look like."""
+def _mismatch_message(path, source: str, target: Dict[str, torch.Tensor], missing: List[str],
+                      unexpected: List[str], reshaped: List[str], prefix: str,
+                      checkpoint_state_dict: Dict[str, torch.Tensor]) -> str:
+    """One line: what does not fit, what the checkpoint and the network (whose state dict
+    is ``target``) look like."""
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing ({_listed(missing)})")
@@ -202,7 +193,7 @@ def mismatch_message(path, source: str, network: nn.Module, missing: List[str],
     if reshaped:
         problems.append(f"{len(reshaped)} of another shape ({_listed(reshaped)})")
     view = f" under '{prefix}'" if prefix else ""
-    configured = describe_state_dict(network.state_dict())
+    configured = describe_state_dict(target)
     found = describe_state_dict(checkpoint_state_dict)
     keys = "arch.type and arch.args.num_output_channels"
     if "regressor" in configured:
@@ -242,8 +233,8 @@ def load_weights_into(network: nn.Module, path, device, source: str = "checkpoin
         refused = set(network.load_state_dict(view, strict=False).unexpected_keys)
         unexpected = [k for k in unexpected if k in refused]
     if missing or reshaped or unexpected:
-        raise CheckpointError(mismatch_message(path, source, network, missing, unexpected,
-                                               reshaped, prefix, state["state_dict"]))
+        raise CheckpointError(_mismatch_message(path, source, target, missing, unexpected,
+                                                reshaped, prefix, state["state_dict"]))
     _logger.info("loaded the weights of %s%s (epoch %s) into %s", path,
                  f" under '{prefix}'" if prefix else "", state.get("epoch"), type(network).__name__)
     return state

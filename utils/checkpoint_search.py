@@ -29,18 +29,18 @@ def find_checkpoint(pattern) -> Optional[Path]:
     if Path(pattern).is_file():
         return Path(pattern)
 
-    def order(path: Path):
-        match = CHECKPOINT_NAME.search(path.name)
-        return path.parent.name, int(match.group(1)) if match else -1
+    def order(path: Path):  # (run folder, epoch N)
+        return path.parent.name, int(CHECKPOINT_NAME.search(path.name).group(1))
 
     candidates = [p for p in _candidates(pattern) if CHECKPOINT_NAME.search(p.name)]
     return max(candidates, key=order) if candidates else None
 
 
-def require_checkpoint(pattern, key: str = "finetune_from") -> Path:
-    """``find_checkpoint`` or a one-line error naming the config key."""
+def require_checkpoint(pattern) -> Path:
+    """``find_checkpoint`` or a one-line error naming ``finetune_from``."""
     found = find_checkpoint(pattern)
     if found is None:
-        raise FileNotFoundError(f"{key}: no checkpoint at '{pattern}' (a file, a folder of "
-                                f"runs or a glob); train that model first or fix the path")
+        raise FileNotFoundError(f"finetune_from: no checkpoint at '{pattern}' (a file, a "
+                                f"folder of runs or a glob); train that model first or fix the "
+                                f"path")
     return found

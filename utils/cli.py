@@ -3,7 +3,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from utils.checkpoint import CheckpointError, checkpoint_config
+from utils.checkpoint import CheckpointError
 from utils.config import apply_overrides, load_config
 from utils.registry import ConfigError
 
@@ -19,7 +19,12 @@ def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
         path = Path(config_file)
         config = load_config(path)
     elif state is not None:
-        config, path = checkpoint_config(state, checkpoint)
+        config = state.get("config")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{checkpoint} stores no readable config (a released DVE "
+                                  f"checkpoint keeps it as a pickled object, which is not "
+                                  f"loaded); pass --config CONFIG.json as well")
+        path = Path(state.get("config_path") or "resumed/config.json")
     else:
         raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT, whose stored "
                           "config is then used)")

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from data_loader.keypoint_pipeline import unnormalize_keypoints  # noqa: E402
 from data_loader.photometric import denormalize_images  # noqa: E402
+from utils.tps import unnormalize_grid  # noqa: E402
 from utils.visualization import VISUALIZATIONS  # noqa: E402
 
 MAX_IMAGES = 4
@@ -26,10 +26,10 @@ def keypoints_intermediate(writer, images, outputs, tag, step, keypoints=None):
     count = min(MAX_IMAGES, images.shape[0])
     height, width = images.shape[-2:]
     pixels = denormalize_images(images[:count].detach().float()).clamp(0, 1).cpu()
-    pred = unnormalize_keypoints(pred, height, width)
-    intermediate = unnormalize_keypoints(intermediate, height, width)
-    truth = None if keypoints is None else unnormalize_keypoints(
-        keypoints.detach().float().cpu(), height, width)
+    pred = unnormalize_grid(pred, width, height)
+    intermediate = unnormalize_grid(intermediate, width, height)
+    truth = None if keypoints is None else unnormalize_grid(
+        keypoints.detach().float().cpu(), width, height)
     colours = plt.cm.hsv(torch.linspace(0, 0.9, pred.shape[1]).numpy())
     figure, axes = plt.subplots(1, count, figsize=(3 * count, 3), squeeze=False)
     for index, axis in enumerate(axes[0]):

@@ -100,8 +100,8 @@ def _write_lists(tmp: Path, plan: _Plan, landmarks: np.ndarray) -> None:
     (tmp / "Anno").mkdir()
     (tmp / "Eval").mkdir()
     (tmp / "MAFL").mkdir()
-    rows = [f"{name} " + " ".join(str(int(v)) for v in np.rint(points).astype(int).reshape(-1))
-            for name, points in zip(plan.names, landmarks)]
+    coords = np.rint(landmarks).astype(int).reshape(len(plan.names), -1).tolist()
+    rows = [f"{name} " + " ".join(map(str, row)) for name, row in zip(plan.names, coords)]
     (tmp / "Anno" / "list_landmarks_align_celeba.txt").write_text(
         f"{len(plan.names)}\n{LANDMARK_HEADER}\n" + "\n".join(rows) + "\n")
     (tmp / "Anno" / "identity_CelebA.txt").write_text(
