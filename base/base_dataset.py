@@ -20,15 +20,17 @@ from PIL import Image, UnidentifiedImageError
 from scipy.io import loadmat
 from torch.utils.data import Dataset
 
+from utils.errors import UserError
+
 Box = Tuple[int, int, int, int]  # left, top, right, bottom in source pixels (right exclusive)
 MINIVAL_FRACTION = 0.1  # ``use_minival``: the last 10% of the training list
 
 
-class MissingDataError(FileNotFoundError):
+class MissingDataError(UserError, FileNotFoundError):
     """A dataset file is absent; the message names it and how to get it."""
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """An annotation file does not have the expected layout; the message names file and line."""
 
 

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from utils.errors import UserError
 from utils.released_checkpoint import ForbiddenPickleError, load_released_checkpoint
 
 _logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _PLAIN_LEAVES = (str, int, float, bool, type(None), torch.Tensor, torch.nn.Param
                  torch.dtype, torch.device)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """The file is not a loadable checkpoint, or does not fit the network; the message
     names the file."""
 

@@ -5,10 +5,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from utils.checkpoint import CheckpointError
 from utils.config import apply_overrides, load_config
+from utils.errors import USER_ERRORS, report_user_error  # noqa: F401  (re-exported)
 from utils.registry import ConfigError
 
-# Errors a user can act on: logged as one line, exit status 2 (no traceback).
-USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
 
 
 def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
@@ -29,9 +28,3 @@ def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
         raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT, whose stored "
                           "config is then used)")
     return apply_overrides(config, overrides, path), path
-
-
-def report_user_error(logger: logging.Logger, err: Exception) -> int:
-    """Log ``err`` as one line and return the exit status of a user error."""
-    logger.error("error: %s", err)
-    return 2

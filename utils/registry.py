@@ -6,8 +6,10 @@ naming the registry and every valid name instead of a bare ``AttributeError``.
 """
 from typing import Callable, Dict, Iterator, Optional
 
+from utils.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration problem the user can fix; the message says how, in one line."""
 
 
