@@ -10,8 +10,7 @@ from utils.registry import ConfigError, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 OUR_CONFIGS = sorted((ROOT / "configs").rglob("*.json"))
-REFERENCE_EMBEDDING_CONFIGS = sorted(
-    (ROOT.parent / "shared" / "reference" / "configs" / "celeba").glob("smallnet-*.json"))
+ORIGINAL_CONFIGS = sorted((ROOT / "tests" / "fixtures" / "original_configs").rglob("*.json"))
 
 
 def test_unknown_name_lists_valid_names_in_one_line():
@@ -63,7 +62,7 @@ def test_run_directories_follow_the_original_layout():
     assert logs == Path("saved/log/celeba-smallnet-16d-dve/2019-08-02_06-20-13")
 
 
-@pytest.mark.parametrize("config", OUR_CONFIGS + REFERENCE_EMBEDDING_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", OUR_CONFIGS + ORIGINAL_CONFIGS, ids=lambda p: p.name)
 def test_dry_run_accepts_every_config(config, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data and no checkpoints here
     assert train.main(["--config", str(config), "--dry-run", "--device", "cpu"]) == 0

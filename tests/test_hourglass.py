@@ -1,6 +1,5 @@
 """HourglassNet: the released models' names and shapes, its wiring, options, and a real run."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +9,7 @@ import model
 import train
 from model.hourglass import PreActBottleneck
 from model.registry import NETWORKS
-from tests.test_training import run_folder, tiny_config
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.json"
 PARAMETERS_64D = 12_609_472
 SMALL = dict(planes_conv1=16, planes_block=16, planes_hg=16)  # fast variants for behaviour
 
@@ -35,10 +32,8 @@ def test_parameter_count(hourglass):
     assert trainable(hourglass) == PARAMETERS_64D
 
 
-def test_names_shapes_and_order_match_released_checkpoints(hourglass):
-    if not REFERENCE.exists():
-        pytest.skip(f"{REFERENCE} not present (it ships beside the repository in CI)")
-    reference = json.loads(REFERENCE.read_text())["HourglassNet(num_output_channels=64)"]
+def test_names_shapes_and_order_match_released_checkpoints(hourglass, released_state_dict_keys):
+    reference = released_state_dict_keys["HourglassNet(num_output_channels=64)"]
     ours = [(k, list(v.shape)) for k, v in hourglass.state_dict().items()]
     assert ours == list(reference.items())
     trainable_in_reference = sum(
@@ -120,7 +115,7 @@ def test_only_one_stack_is_supported():
         model.HourglassNet(num_stacks=2)
 
 
-def test_trains_on_synthetic_faces_and_runs_the_matching(tmp_path):
+def test_trains_on_synthetic_faces_and_runs_the_matching(tmp_path, tiny_config, run_folder):
     config_path = tiny_config(tmp_path, epochs=1)
     config = json.loads(config_path.read_text())
     config["arch"] = {"type": "HourglassNet", "args": {"num_output_channels": 16, **SMALL}}

@@ -1,7 +1,5 @@
 """IntermediateKeypointPredictor against plain formulas, and the released checkpoint layout."""
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +9,6 @@ from model import IntermediateKeypointPredictor, SmallNet
 from model.frozen_embedding import FrozenEmbedding, keypoint_regression_model
 from model.keypoint_predictor import soft_argmax
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.json"
 REGRESSOR_ENTRY = ("regressor checkpoint: Sequential(embedding SmallNet-64d, "
                    "IntermediateKeypointPredictor(64, 5 points, 50 intermediate))")
 
@@ -85,8 +82,8 @@ def regression_model(upsample=False):
                                      IntermediateKeypointPredictor(64, 5, 50, 100.0), upsample)
 
 
-def test_state_dict_layout_equals_the_released_regressor():
-    reference = json.loads(REFERENCE.read_text())[REGRESSOR_ENTRY]
+def test_state_dict_layout_equals_the_released_regressor(released_state_dict_keys):
+    reference = released_state_dict_keys[REGRESSOR_ENTRY]
     ours = {k: list(v.shape) for k, v in regression_model().state_dict().items()}
     unused = {k: v for k, v in reference.items()
               if k.startswith("1.descriptors") or k.startswith("1.linear.")}
@@ -95,8 +92,8 @@ def test_state_dict_layout_equals_the_released_regressor():
 
 
 @pytest.mark.parametrize("upsample", [False, True])
-def test_a_released_regressor_state_dict_loads_strictly(upsample):
-    reference = json.loads(REFERENCE.read_text())[REGRESSOR_ENTRY]
+def test_a_released_regressor_state_dict_loads_strictly(upsample, released_state_dict_keys):
+    reference = released_state_dict_keys[REGRESSOR_ENTRY]
     prefix = "2." if upsample else "1."
     generator = torch.Generator().manual_seed(3)
     released = {}

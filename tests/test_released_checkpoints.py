@@ -19,7 +19,6 @@ from model.frozen_embedding import keypoint_regression_model
 from trainer.builders import load_finetune_weights
 from utils.checkpoint import (CheckpointError, load_checkpoint, load_weights_into,
                               save_checkpoint)
-from tests.test_training import tiny_config
 
 SMALL_HOURGLASS = dict(planes_conv1=16, planes_block=16, planes_hg=16)
 
@@ -64,7 +63,7 @@ def test_the_config_class_is_not_importable_when_loading(tmp_path):
 
 
 @pytest.mark.parametrize("arch,legacy", [("SmallNet", True), ("HourglassNet", False)])
-def test_released_checkpoint_evaluates_like_the_same_weights_in_our_format(tmp_path, arch, legacy):
+def test_released_checkpoint_evaluates_like_the_same_weights_in_our_format(tmp_path, tiny_config, arch, legacy):
     args = {"num_output_channels": 8, **(SMALL_HOURGLASS if arch == "HourglassNet" else {})}
     config_path = tiny_config(tmp_path, epochs=1)
     config = json.loads(config_path.read_text())
@@ -98,7 +97,7 @@ def test_released_checkpoint_needs_a_config(tmp_path, caplog):
     assert train.main(["--resume", str(path), "--device", "cpu"]) == 2
 
 
-def test_training_resumes_from_the_weights_and_epoch_of_a_released_checkpoint(tmp_path):
+def test_training_resumes_from_the_weights_and_epoch_of_a_released_checkpoint(tmp_path, tiny_config):
     config_path = tiny_config(tmp_path, epochs=2)
     torch.manual_seed(0)
     released = model.SmallNet(8).state_dict()
@@ -198,7 +197,7 @@ class _WritesAFile:
 
 @pytest.mark.parametrize("payload", [_RunsAShellCommand, _WritesAFile])
 @pytest.mark.parametrize("legacy", [True, False])
-def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, caplog, payload, legacy):
+def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, tiny_config, caplog, payload, legacy):
     marker = tmp_path / "marker"
     path = tmp_path / "evil.pth"
     torch.save({"epoch": 1, "state_dict": model.SmallNet(4).state_dict(),

@@ -1,13 +1,10 @@
-import json
-from pathlib import Path
-
+"""SmallNet: parameter counts, the released checkpoints' names and shapes, initialisation."""
 import pytest
 import torch
 
 import model
 from model.registry import NETWORKS
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.json"
 PARAMETER_COUNTS = {3: 334_875, 16: 338_216, 32: 342_328, 64: 350_552}
 
 
@@ -18,10 +15,8 @@ def test_smallnet_parameter_count(channels, expected):
 
 
 @pytest.mark.parametrize("channels", sorted(PARAMETER_COUNTS))
-def test_smallnet_names_and_shapes_match_released_checkpoints(channels):
-    if not REFERENCE.exists():
-        pytest.skip(f"{REFERENCE} not present (it ships beside the repository in CI)")
-    reference = json.loads(REFERENCE.read_text())[f"SmallNet(num_output_channels={channels})"]
+def test_smallnet_names_and_shapes_match_released_checkpoints(channels, released_state_dict_keys):
+    reference = released_state_dict_keys[f"SmallNet(num_output_channels={channels})"]
     ours = {k: list(v.shape) for k, v in model.SmallNet(channels).state_dict().items()}
     assert ours == reference
 

@@ -1,6 +1,5 @@
 """The real trainer for a few steps on a tiny synthetic set: files, resume, matching."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,38 +7,7 @@ import torch
 import test_matching
 import train
 
-TINY_DATA = dict(num_train_identities=4, num_test_identities=3, images_per_identity=3,
-                 num_val_images=2, num_mafl_train=2, num_mafl_test=6, seed=1)
-
-
-def tiny_config(tmp_path, epochs=2, tensorboard=False, loss="dense_correlation_loss_dve"):
-    config = {
-        "n_gpu": 1, "batch_size": 4, "bias_lr": 1e-5,
-        "arch": {"type": "SmallNet", "args": {"num_output_channels": 8}},
-        "dataset": {"type": "SyntheticFaces",
-                    "args": {"root": str(tmp_path / "data" / "synthetic"), "imwidth": 32,
-                             "crop": 4, **TINY_DATA}},
-        "warper": {"type": "Warper", "args": {}},
-        "optimizer": {"type": "Adam", "args": {"lr": 1e-3, "weight_decay": 0, "amsgrad": True}},
-        "loss": loss, "loss_args": {"normalize_vectors": False},
-        "metrics": [], "visualizations": ["sphere_colormap", "sphere_rand_proj_colormap"],
-        "lr_scheduler": {"type": "MultiStepLR", "args": {"milestones": [1], "gamma": 0.1}},
-        "trainer": {"epochs": epochs, "save_dir": str(tmp_path / "saved"), "save_period": 1,
-                    "verbosity": 2, "monitor": "off", "early_stop": 10,
-                    "tensorboardX": tensorboard, "log_dir": str(tmp_path / "saved")},
-    }
-    path = tmp_path / "configs" / "tiny" / "smallnet.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config))
-    return path
-
-
-def run_folder(tmp_path) -> Path:
-    (folder,) = (tmp_path / "saved" / "models" / "tiny-smallnet").iterdir()
-    return folder
-
-
-def test_two_epochs_write_loadable_checkpoints_logs_and_matching(tmp_path):
+def test_two_epochs_write_loadable_checkpoints_logs_and_matching(tmp_path, tiny_config, run_folder):
     config = tiny_config(tmp_path, tensorboard=True)
     assert train.main(["--config", str(config), "--device", "cpu", "--disable_workers"]) == 0
     folder = run_folder(tmp_path)
@@ -60,7 +28,7 @@ def test_two_epochs_write_loadable_checkpoints_logs_and_matching(tmp_path):
     assert list(log_dir.glob("events.out.tfevents.*"))
 
 
-def test_resume_continues_exactly(tmp_path):
+def test_resume_continues_exactly(tmp_path, tiny_config, run_folder):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     config = tiny_config(straight, epochs=3)
     assert train.main(["--config", str(config), "--device", "cpu", "--disable_workers"]) == 0
@@ -77,7 +45,7 @@ def test_resume_continues_exactly(tmp_path):
     assert final_resumed["optimizer"]["param_groups"][1]["lr"] == pytest.approx(1e-4)
 
 
-def test_test_matching_cli_writes_json_and_figure(tmp_path):
+def test_test_matching_cli_writes_json_and_figure(tmp_path, tiny_config, run_folder):
     config = tiny_config(tmp_path, epochs=1)
     assert train.main(["--config", str(config), "--device", "cpu", "--disable_workers"]) == 0
     checkpoint = run_folder(tmp_path) / "checkpoint-epoch1.pth"
