@@ -4,9 +4,15 @@ The original applied, per PIL image: JPEG noise, torchvision ``ColorJitter(.4, .
 ``ToTensor``, AlexNet PCA lighting noise, ``Normalize``. Here the same steps run batched,
 with an independent draw per image and all randomness taken from a ``torch.Generator``.
 
-* JPEG noise: a batched torch re-implementation of baseline libjpeg up to (lossless)
-  entropy coding: JFIF YCbCr, 4:2:0 box subsampling, orthonormal 8x8 DCT, IJG tables
-  scaled by quality, rounding, inverse DCT, bilinear ("fancy") chroma upsampling.
+* JPEG noise: the steps of baseline libjpeg up to (lossless) entropy coding: JFIF YCbCr,
+  4:2:0 box subsampling, 8x8 DCT, IJG tables scaled by quality, rounding, inverse DCT,
+  bilinear ("fancy") chroma upsampling; in float32, not libjpeg's fixed-point integer
+  DCT, so not bit-exact (a coefficient near a quantization step boundary can round the
+  other way and move its 8x8 block). Against Pillow 13 (libjpeg-turbo) on five synthetic
+  64-136 px images: mean absolute difference 0.26-1.12 levels at quality 30, 0.12-1.36
+  at 60, 0.26-0.74 at 95, 50-90% of values equal; single pixels up to 11-14 levels on
+  smooth images, 53 on blurred noise and 102 on pure noise at quality 30 (51 at 60,
+  14 at 95).
 * ColorJitter: PIL ``ImageEnhance`` semantics on 0..255 integer levels, which is what
   torchvision ran on PIL images (rounded grayscale, rounded mean, truncating blend).
 * PCA lighting on the [0, 1] scale, unclamped as in the original.
@@ -209,6 +215,9 @@ def _downsample_2x2(plane: torch.Tensor) -> torch.Tensor:
 def jpeg_roundtrip(images255: torch.Tensor, quality: torch.Tensor,
                    valid_hw: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Baseline JPEG encode + decode (4:2:0) of a batch, each image at its own quality.
+
+    Float arithmetic: close to libjpeg's integer codec, not bit-exact (see the module
+    docstring for the measured difference).
 
     Args:
         images255: (N, 3, H, W) RGB on the 0..255 scale (rounded to integers first).

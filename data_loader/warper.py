@@ -14,10 +14,6 @@ from torch import Tensor
 from data_loader.registry import WARPERS
 from utils.tps import crop_grid, follow_keypoints, random_tps_weights, tps_grid
 
-# Values this close below an integer count as that integer when truncating: an exact
-# sample (an identity warp, say) lands a few 1e-3 below it in float32.
-TRUNCATION_TOLERANCE = 1e-2
-
 
 @dataclass(frozen=True)
 class WarpStrength:
@@ -43,8 +39,20 @@ def check_non_negative(**values: float) -> None:
 
 
 def truncate_to_uint8_values(images: Tensor) -> Tensor:
-    """Float 0..255 values -> what a uint8 conversion keeps, as floats (floor, clamp)."""
-    return torch.floor(images + TRUNCATION_TOLERANCE).clamp_(0, 255)
+    """Float levels -> the original's ``.to(torch.uint8)`` of them, as floats (SPEC section 2).
+
+    Plain truncation toward zero, no tolerance: 254.995 -> 254, -0.3 -> 0. A warp of
+    0..255 images only gives values in (-1, 256) (float32 rounding strays a few 1e-5
+    beyond 0..255), where this equals ``.to(torch.uint8)`` exactly. Beyond that the C
+    conversion is undefined (x86 wraps: -3 -> 253, 300 -> 44); such values are clamped
+    to 0 and 255 instead.
+
+    Args:
+        images: any shape, float.
+    Returns:
+        same shape and dtype, integer values 0..255.
+    """
+    return images.clamp(0, 255).trunc_()
 
 
 def crop_images(images: Tensor, crop: int) -> Tensor:
@@ -56,7 +64,7 @@ def crop_images(images: Tensor, crop: int) -> Tensor:
 def warp_batch(images: Tensor, keypts: Optional[Tensor], strength: WarpStrength,
                generator: Optional[torch.Generator]
                ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """Draw one warp per image, sample, truncate and move the keypoints.
+    """Draw one warp per image, sample (in float, not truncated) and move the keypoints.
 
     Args:
         images: (B, C, H, W) float 0..255.
@@ -65,9 +73,9 @@ def warp_batch(images: Tensor, keypts: Optional[Tensor], strength: WarpStrength,
         generator: torch.Generator on the images' device, or None for the global one.
 
     Returns:
-        warped images (B, C, H, W) truncated like uint8; the grid (B, H, W, 2), normalized,
-        of the warp (output pixel -> input point); keypoints (B, K, 2) in the warped
-        images, or None.
+        warped images (B, C, H, W) float (bilinear, zero padding); the grid (B, H, W, 2),
+        normalized, of the warp (output pixel -> input point); keypoints (B, K, 2) float32
+        pixels in the warped images (``utils.tps.follow_keypoints``), or None.
     """
     batch, _, height, width = images.shape
     weights = random_tps_weights(batch, **vars(strength), generator=generator,
@@ -76,7 +84,12 @@ def warp_batch(images: Tensor, keypts: Optional[Tensor], strength: WarpStrength,
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
                            align_corners=True)  # (B, C, H, W)
     moved = None if keypts is None else follow_keypoints(grid, keypts)  # (B, K, 2)
-    return truncate_to_uint8_values(warped), grid, moved
+    return warped, grid, moved
+
+
+def _to_levels(images: Tensor, crop: int) -> Tensor:
+    """Float warped images (B, C, H, W) -> cropped, truncated to integer levels."""
+    return truncate_to_uint8_values(crop_images(images, crop))
 
 
 def _prepare(images: Tensor, keypts: Optional[Tensor], crop: int
@@ -97,6 +110,7 @@ def _prepare(images: Tensor, keypts: Optional[Tensor], crop: int
 
 
 def _shift(keypts: Optional[Tensor], crop: int) -> Optional[Tensor]:
+    """Keypoints into the cropped frame, in their own dtype (float32 from the warps)."""
     return None if keypts is None else keypts - crop
 
 
@@ -108,7 +122,9 @@ class WarpedPair:
     second: (B, 3, h, w) the once-warped images I1.
     grid: (B, h, w, 2) normalized: pixel p of ``first`` shows the point of ``second`` at
         grid(p).
-    keypts_first, keypts_second: (B, K, 2) pixel (x, y), or None without keypoints.
+    keypts_first, keypts_second: (B, K, 2) float32 pixel (x, y) (the original's float32
+        pixel positions, see ``utils.tps.pixel_positions``, minus crop), or None without
+        keypoints.
     """
     first: Tensor
     second: Tensor
@@ -122,7 +138,9 @@ class Warper:
     """Pairs of warped images with their dense correspondence, for embedding learning.
 
     I1 is the input under a warp g1 of reduced strength, I2 is I1 under a full-strength
-    warp g2; the pair is (first=I2, second=I1) with grid g2.
+    warp g2; the pair is (first=I2, second=I1) with grid g2. As in the original, I2 is
+    sampled from the float I1, and both are truncated to integer levels once, after the
+    crop (SPEC section 2).
 
     Args:
         warpsd_all: sd of every TPS kernel weight.
@@ -155,7 +173,7 @@ class Warper:
         height, width = images.shape[-2:]
         second, _, keypts_second = warp_batch(images, keypts, self.strength_im1, generator)
         first, grid, keypts_first = warp_batch(second, keypts_second, self.strength, generator)
-        return WarpedPair(first=crop_images(first, crop), second=crop_images(second, crop),
+        return WarpedPair(first=_to_levels(first, crop), second=_to_levels(second, crop),
                           grid=crop_grid(grid, crop, width, height),  # (B, h, w, 2)
                           keypts_first=_shift(keypts_first, crop),
                           keypts_second=_shift(keypts_second, crop))
@@ -165,8 +183,8 @@ class Warper:
 class WarpedSingle:
     """A batch of warped images in the cropped frame.
 
-    images: (B, 3, h, w) float, integer values 0..255.
-    keypts: (B, K, 2) pixel (x, y), or None without keypoints.
+    images: (B, 3, h, w) float, integer values 0..255 (truncated after the crop).
+    keypts: (B, K, 2) float32 pixel (x, y) (as in ``WarpedPair``), or None without keypoints.
     """
     images: Tensor
     keypts: Optional[Tensor] = None
@@ -195,4 +213,4 @@ class WarperSingle:
         """
         images, keypts = _prepare(images, keypts, crop)
         warped, _, moved = warp_batch(images, keypts, self.strength, generator)
-        return WarpedSingle(images=crop_images(warped, crop), keypts=_shift(moved, crop))
+        return WarpedSingle(images=_to_levels(warped, crop), keypts=_shift(moved, crop))

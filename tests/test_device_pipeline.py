@@ -1,5 +1,6 @@
 """The on-device pair pipeline: interleaving, crop, normalization, augmentation switch."""
 import torch
+import torch.nn.functional as F
 
 from data_loader.device_pipeline import PairPipeline, build_pair_pipeline, interleave
 from data_loader.photometric import IMAGE_MEAN, IMAGE_STD
@@ -20,11 +21,21 @@ def test_identity_warp_gives_cropped_normalized_images_and_shifted_keypoints():
         {"data": images, "keypts": keypts, "index": torch.arange(3)}, torch.device("cpu"))
     mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
-    expected = (images[:, :, 3:17, 3:17].float() / 255 - mean) / std  # by hand
+    # The original's identity warp, by hand: a float32 linspace grid, bilinear sampling
+    # in float (I2 from the float I1), crop, then one truncation to uint8 (SPEC section 2).
+    ramp = torch.linspace(-1, 1, 20)
+    identity = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy"), dim=-1).expand(3, 20, 20, 2)
+    once = F.grid_sample(images.float(), identity, align_corners=True)
+    twice = F.grid_sample(once, identity, align_corners=True)
+    levels = {name: image[:, :, 3:17, 3:17].to(torch.uint8).float()
+              for name, image in (("first", twice), ("second", once))}
     assert out["data"].shape == (6, 3, 14, 14)
-    assert torch.allclose(out["data"][0::2], expected, atol=1e-5)
-    assert torch.allclose(out["data"][1::2], expected, atol=1e-5)
-    assert torch.allclose(out["meta"]["keypts"][0::2], keypts - 3)
+    for offset, name in enumerate(("first", "second")):
+        expected = (levels[name] / 255 - mean) / std
+        assert torch.allclose(out["data"][offset::2], expected, atol=1e-5)
+    # an identity warp loses at most one level to the float sampling and the truncation
+    assert set((images[:, :, 3:17, 3:17].float() - levels["first"]).unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(out["meta"]["keypts"][0::2], keypts - 3, atol=1e-4)
     assert out["meta"]["grid"].shape == (3, 14, 14, 2)
 
 

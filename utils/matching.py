@@ -33,7 +33,9 @@ REFERENCE_WIDTH = 70.0
 def keypoint_cells(keypts: torch.Tensor, stride: float, height: int, width: int) -> torch.Tensor:
     """(P, K, 2) pixels -> (P, K) flat indices of the nearest feature cells.
 
-    ``torch.round`` rounds half to even, like the original's numpy rounding."""
+    ``torch.round`` rounds half to even, like the original's numpy rounding. Warped
+    keypoints carry the original's float32 pixel positions (``utils.tps.pixel_positions``),
+    whose error of a few 1e-6 decides the ties of ``k / stride`` (SPEC section 6)."""
     cx = torch.round(keypts[..., 0] / stride).long().clamp(0, width - 1)
     cy = torch.round(keypts[..., 1] / stride).long().clamp(0, height - 1)
     return cy * width + cx

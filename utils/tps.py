@@ -18,16 +18,20 @@ NUM_WEIGHTS = NUM_CONTROL + 3  # kernels, then the affine part [1, x, y]
 KERNEL_EPS = 1e-5
 
 
-def _pixel_grid_normalized(height: int, width: int, dtype=torch.float64) -> torch.Tensor:
-    """Normalized (x, y) of every pixel, row-major (index y * W + x): (H*W, 2)."""
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, dtype=dtype),
-                            torch.linspace(-1, 1, width, dtype=dtype), indexing="ij")
+def _pixel_grid_normalized(height: int, width: int) -> torch.Tensor:
+    """Normalized (x, y) of every pixel, row-major (index y * W + x): (H*W, 2) float32, CPU.
+
+    ``torch.linspace(-1, 1, n)`` in float32, as the original computed it: some values
+    differ by one ulp from the correctly rounded 2x/(n-1) - 1 (SPEC section 2).
+    """
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, dtype=torch.float32),
+                            torch.linspace(-1, 1, width, dtype=torch.float32), indexing="ij")
     return torch.stack([xs, ys], dim=-1).reshape(-1, 2)
 
 
-def control_points(dtype=torch.float64) -> torch.Tensor:
-    """The 10x10 control points over [-1, 1]^2, x varying fastest: (100, 2)."""
-    return _pixel_grid_normalized(NUM_CONTROL_PER_SIDE, NUM_CONTROL_PER_SIDE, dtype)
+def control_points() -> torch.Tensor:
+    """The 10x10 control points over [-1, 1]^2, x varying fastest: (100, 2) float32."""
+    return _pixel_grid_normalized(NUM_CONTROL_PER_SIDE, NUM_CONTROL_PER_SIDE)
 
 
 @lru_cache(maxsize=16)
@@ -45,8 +49,10 @@ def tps_design_matrix(height: int, width: int, device=None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Design matrix [U(pixel, control) | 1 | x | y] of an H x W pixel grid.
 
-    Built in float64 on the CPU, then converted; cached per (size, device, dtype), so the
-    returned tensor is shared: do not modify it in place.
+    Built in float32 on the CPU from ``torch.linspace`` coordinates, as the original did
+    (an identity or affine warp then gives the original's grid exactly), then converted;
+    cached per (size, device, dtype), so the returned tensor is shared: do not modify it
+    in place.
 
     Args:
         height, width: image size in pixels.
@@ -120,18 +126,30 @@ def unnormalize_grid(grid: torch.Tensor, width: int, height: int) -> torch.Tenso
     return (grid + 1) / 2 * _extent(width, height, grid)
 
 
+def pixel_positions(height: int, width: int) -> torch.Tensor:
+    """Pixel (x, y) of every pixel as the original computed it: (H*W, 2) float32, CPU.
+
+    x = (linspace(-1, 1, W)[i] + 1) / 2 * (W - 1) in float32 (y likewise with H): not
+    always the exact integer (off by up to 7.6e-6 at W = 100), SPEC section 2. Row
+    y * W + x is pixel (x, y).
+    """
+    return unnormalize_grid(_pixel_grid_normalized(height, width), width, height)
+
+
 def follow_keypoints(grid: torch.Tensor, keypts: torch.Tensor) -> torch.Tensor:
     """Move keypoints through a warp: each goes to the output pixel whose grid value is closest.
 
-    Distances are measured in source pixels. Keypoints with a non-finite coordinate
-    (missing annotations) stay NaN.
+    Distances are measured in source pixels. The new position is that pixel's
+    ``pixel_positions`` value (float32, as the original computed it, not the exact
+    integer; SPEC section 2), which the matching evaluation rounds. Keypoints with a
+    non-finite coordinate (missing annotations) stay NaN.
 
     Args:
         grid: (B, H, W, 2) normalized sampling grid (output pixel -> source point).
         keypts: (B, K, 2) pixel (x, y) in the source image, of the same size H x W.
 
     Returns:
-        (B, K, 2) pixel (x, y) in the output image, in the grid's dtype.
+        (B, K, 2) float32 pixel (x, y) in the output image, on the grid's device.
     """
     batch, height, width, _ = grid.shape
     sources = unnormalize_grid(grid, width, height).reshape(batch, -1, 2)  # (B, H*W, 2)
@@ -139,7 +157,7 @@ def follow_keypoints(grid: torch.Tensor, keypts: torch.Tensor) -> torch.Tensor:
     dist = torch.cdist(keypts.nan_to_num(), sources,
                        compute_mode="donot_use_mm_for_euclid_dist")  # (B, K, H*W)
     nearest = dist.argmin(dim=-1)  # (B, K)
-    moved = torch.stack([nearest % width, nearest // width], dim=-1).to(grid.dtype)  # (B, K, 2)
+    moved = pixel_positions(height, width).to(grid.device)[nearest]  # (B, K, 2) float32
     known = torch.isfinite(keypts).all(dim=-1, keepdim=True)  # (B, K, 1)
     return torch.where(known, moved, torch.full_like(moved, float("nan")))
 
