@@ -1,7 +1,9 @@
 """Shared base of the face datasets: index reading, decoding, cropping, resizing, keypoints.
 
 A dataset item is a dict with ``data`` (3, imwidth, imwidth) uint8, ``index`` and, when
-``use_keypoints``, ``keypts`` (K, 2) float32 (x, y) pixels of that resized image. Warps,
+``use_keypoints``, ``keypts`` (K, 2) float32 (x, y) pixels of that resized image. Every
+image is read upright (its EXIF orientation applied) and as the 8-bit RGB picture a viewer
+shows (``base.image_modes``); annotations are pixels of that upright picture. Warps,
 the ``crop`` margin and photometric augmentation happen later, batched on the device
 (``data_loader.device_pipeline``); a subclass only parses its index files and says how
 an image becomes the ``imwidth`` square (``source_box``, or ``render`` for anything
@@ -16,11 +18,12 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.io import loadmat
 from torch.utils.data import Dataset
 
-from utils.errors import UserError
+from base.image_modes import viewer_rgb
+from utils.errors import USER_ERRORS, UserError
 
 Box = Tuple[int, int, int, int]  # left, top, right, bottom in source pixels (right exclusive)
 MINIVAL_FRACTION = 0.1  # ``use_minival``: the last 10% of the training list
@@ -31,7 +34,57 @@ class MissingDataError(UserError, FileNotFoundError):
 
 
 class AnnotationError(UserError, ValueError):
-    """An annotation file does not have the expected layout; the message names file and line."""
+    """An annotation file cannot be read or does not have the expected layout; the message
+    names the file (and line) and what to do."""
+
+
+class ImageReadError(UserError, OSError):
+    """An image file cannot be decoded (truncated, not an image, too large); the message
+    names the file, its index in the dataset and what to do."""
+
+
+# What Pillow raises on a broken file: OSError (truncated, UnidentifiedImageError),
+# SyntaxError / ValueError / EOFError from some format plugins, and the pixel-count guard.
+IMAGE_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+LFS_POINTER_START = b"version https://git-lfs"
+IBUG_LAYOUT = "the points as iBUG text: 'version: 1', 'n_points: N', '{', one 'x y' per line, '}'"
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message on one line (a library's message may hold newlines)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def lfs_pointer_error(path: Path, remedy: str) -> AnnotationError:
+    return AnnotationError(f"{path}: a Git LFS pointer (a small text stub), not the data; "
+                           f"run 'git lfs pull' in the clone it came from, or {remedy}")
+
+
+def read_text_lines(path: Path, kind: str = "annotation",
+                    fix: str = "fix or re-fetch it") -> List[str]:
+    """The lines of the UTF-8 text file ``path`` (a leading byte-order mark skipped).
+
+    Raises ``AnnotationError`` naming the file when it cannot be read, is a Git LFS
+    pointer, or is not text (NUL bytes, invalid UTF-8): "<path>: not a text <kind> file
+    (...); <fix>".
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MissingDataError(f"{path} not found") from None
+    except OSError as err:
+        raise AnnotationError(f"{path}: cannot be read ({one_line(err)}); check that it "
+                              f"is a readable file") from None
+    if data.startswith(LFS_POINTER_START):
+        raise lfs_pointer_error(path, "re-fetch it")
+    try:
+        text, bad_byte = data.decode("utf-8"), data.find(b"\0")  # NUL is no text either
+    except UnicodeDecodeError as err:
+        text, bad_byte = "", err.start
+    if bad_byte >= 0:
+        raise AnnotationError(f"{path}: not a text {kind} file (byte {bad_byte} is not UTF-8 "
+                              f"text); {fix}")
+    return text.removeprefix("\ufeff").splitlines()
 
 
 def read_numbered_rows(path: Path, columns: Optional[int] = None,
@@ -41,21 +94,21 @@ def read_numbered_rows(path: Path, columns: Optional[int] = None,
     lines; blank lines ignored.
 
     Every row must have exactly ``columns`` (or at least ``min_columns``) fields; a row
-    that does not raises an ``AnnotationError`` naming the file and its line.
+    that does not raises an ``AnnotationError`` naming the file and its line, as does a
+    file that is not text (``read_text_lines``).
     """
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line_number <= skip or not line.strip():
-                continue
-            fields = line.split()
-            wrong = (columns is not None and len(fields) != columns) or \
-                    (min_columns is not None and len(fields) < min_columns)
-            if wrong:
-                wanted = f"{columns}" if columns is not None else f"at least {min_columns}"
-                raise AnnotationError(f"{path}:{line_number}: expected {wanted} columns, found "
-                                      f"{len(fields)}; fix or re-fetch the file")
-            rows.append((line_number, fields))
+    for line_number, line in enumerate(read_text_lines(path), start=1):
+        if line_number <= skip or not line.strip():
+            continue
+        fields = line.split()
+        wrong = (columns is not None and len(fields) != columns) or \
+                (min_columns is not None and len(fields) < min_columns)
+        if wrong:
+            wanted = f"{columns}" if columns is not None else f"at least {min_columns}"
+            raise AnnotationError(f"{path}:{line_number}: expected {wanted} columns, found "
+                                  f"{len(fields)}; fix or re-fetch the file")
+        rows.append((line_number, fields))
     return rows
 
 
@@ -69,8 +122,8 @@ def read_table(path: Path, columns: int, skip: int = 0, text_columns: Sequence[i
                             dtype={c: str for c in text_columns})
     except pd.errors.EmptyDataError:
         return pd.DataFrame(columns=range(columns))
-    except pd.errors.ParserError:
-        table = None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError):
+        table = None  # read_numbered_rows names the file and what is wrong
     numeric = [c for c in range(columns) if c not in text_columns]
     if (table is None or table.shape[1] != columns or table.isna().to_numpy().any()
             or not all(pd.api.types.is_numeric_dtype(table[c]) for c in numeric)):
@@ -87,12 +140,27 @@ def read_name_list(path: Path) -> List[str]:
     return [fields[0] for _, fields in read_numbered_rows(path, columns=1)]
 
 
-def read_mat(path: Path) -> dict:
-    """The variables of a MATLAB ``.mat`` file; an ``AnnotationError`` when unreadable."""
+def read_mat(path: Path, remedy: str = "re-fetch it") -> dict:
+    """The variables of a MATLAB ``.mat`` file (v4 to v7; scipy's ``loadmat``).
+
+    Raises ``AnnotationError`` naming the file and ``remedy`` when it cannot be parsed: a
+    Git LFS pointer, a MATLAB v7.3 (HDF5) file, a cut or damaged file.
+    """
     try:
+        with open(path, "rb") as handle:
+            if handle.read(len(LFS_POINTER_START)) == LFS_POINTER_START:
+                raise lfs_pointer_error(path, remedy)
         return loadmat(str(path))
-    except (ValueError, OSError) as err:
-        raise AnnotationError(f"{path}: unreadable .mat file ({err}); re-fetch it") from None
+    except USER_ERRORS:
+        raise
+    except NotImplementedError:  # what scipy raises for v7.3
+        raise AnnotationError(f"{path}: a MATLAB v7.3 (HDF5) file, which scipy cannot read; "
+                              f"save it again with save(..., '-v7') in MATLAB, or "
+                              f"{remedy}") from None
+    except Exception as err:  # noqa: BLE001 -- damaged files make scipy raise OSError,
+        # ValueError, TypeError, IndexError, UnboundLocalError, ZeroDivisionError, zlib.error...
+        raise AnnotationError(f"{path}: not a readable .mat file ({one_line(err)}); "
+                              f"{remedy}") from None
 
 
 def parse_floats(path: Path, line_number: int, fields: Sequence[str]) -> List[float]:
@@ -105,15 +173,20 @@ def parse_floats(path: Path, line_number: int, fields: Sequence[str]) -> List[fl
 
 def read_pts(path: Path) -> np.ndarray:
     """An iBUG ``.pts`` file (``version: 1``, ``n_points: N``, ``{``, N lines ``x y``, ``}``)
-    -> (N, 2) float32 as written (1-based pixels)."""
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    -> (N, 2) float32 as written (1-based pixels of the upright image: the frame a viewer
+    shows, after its EXIF orientation).
+
+    Raises ``AnnotationError`` naming the file (and line) when it is not UTF-8 text or
+    not in that layout.
+    """
+    lines = [line.strip() for line in read_text_lines(path, "iBUG .pts", f"save {IBUG_LAYOUT}")]
     try:
         count_line = next(i for i, line in enumerate(lines) if line.startswith("n_points"))
         count = int(lines[count_line].split(":")[1])
         start = lines.index("{", count_line) + 1
     except (StopIteration, ValueError, IndexError):
-        raise AnnotationError(f"{path}: not an iBUG .pts file (expected 'n_points: N' then "
-                              f"'{{'); fix or re-fetch it") from None
+        raise AnnotationError(f"{path}: not an iBUG .pts file (no 'n_points: N' line followed "
+                              f"by '{{'); write {IBUG_LAYOUT}") from None
     points = []
     for offset in range(count):
         line_number = start + offset + 1
@@ -217,13 +290,19 @@ class LandmarkImageDataset(Dataset):
         self.keypoints: Optional[np.ndarray] = None  # (N, K, 2) source pixels
 
     @classmethod
-    def missing_data_remedy(cls) -> str:
-        """What a user does about a missing or broken file of this dataset."""
+    def missing_data_remedy(cls, root=None) -> str:
+        """What a user does about a missing file of this dataset (kept at ``root``)."""
         return f"fetch the dataset with: {cls.fetch_hint}"
 
     @property
     def remedy(self) -> str:
-        return self.missing_data_remedy()
+        """``missing_data_remedy`` for this dataset's root."""
+        return self.missing_data_remedy(self.root)
+
+    @property
+    def repair_remedy(self) -> str:
+        """What a user does about a file of this dataset that is there but unreadable."""
+        return f"re-fetch the dataset with: {self.fetch_hint} --refresh"
 
     def require(self, path: Path) -> Path:
         """``path`` if it exists, else a ``MissingDataError`` naming it and the remedy."""
@@ -246,16 +325,26 @@ class LandmarkImageDataset(Dataset):
         return square, KeypointMap.from_box(box, self.imwidth)
 
     def open_image(self, index: int) -> Image.Image:
+        """Image ``index`` upright (its EXIF orientation applied, as viewers show it: the
+        frame keypoints are given in) and as 8-bit RGB (``base.image_modes.viewer_rgb``).
+
+        Raises ``MissingDataError`` (file absent) or ``ImageReadError`` (truncated, not an
+        image, ...) naming the file, its index and what to do.
+        """
         path = self.image_paths[index]
         try:
             with Image.open(path) as image:
-                return image.convert("RGB")
+                image.load()  # a truncated file fails here (LOAD_TRUNCATED_IMAGES unset)
+                upright = ImageOps.exif_transpose(image)
         except FileNotFoundError:
             raise MissingDataError(f"image {path} (index {index}) not found; "
                                    f"{self.remedy}") from None
-        except (UnidentifiedImageError, OSError) as err:
-            raise OSError(f"image {path} (index {index}) is unreadable or truncated: {err}; "
-                          f"replace the file ({self.remedy})") from None
+        except IMAGE_DECODE_ERRORS as err:
+            reason = "not an image format Pillow reads" \
+                if isinstance(err, UnidentifiedImageError) else one_line(err)
+            raise ImageReadError(f"image {path} (index {index}) cannot be decoded ({reason}); "
+                                 f"{self.repair_remedy}") from None
+        return viewer_rgb(upright)
 
     def __getitem__(self, index: int) -> dict:
         square, keypoint_map = self.render(index, self.open_image(index))

@@ -12,16 +12,19 @@ from data_loader.registry import DATASETS
 NUM_POINTS = 5
 
 
-def read_keypoint_mat(path: Path, count: int, names_path: Path) -> Tuple[np.ndarray, np.ndarray]:
+def read_keypoint_mat(path: Path, count: int, names_path: Path,
+                      remedy: str = "re-fetch it") -> Tuple[np.ndarray, np.ndarray]:
     """``aflw_*_keypoints.mat`` -> ((N, 5, 2) float32 (x, y), (N, 2) float64 (h, w)).
 
     ``gt`` is stored (y, x) and is swapped; ``hw`` holds each image's height and width.
+    Raises ``AnnotationError`` (naming the file and ``remedy``) when the file cannot be
+    read or its variables are missing, not numeric or not of those shapes.
     """
-    mat = read_mat(path)
+    mat = read_mat(path, remedy)
     for key in ("gt", "hw"):
-        if key not in mat:
-            raise AnnotationError(f"{path}: no variable '{key}'; expected 'gt' (N x 5 x 2) "
-                                  f"and 'hw' (N x 2)")
+        if key not in mat or not np.issubdtype(np.asarray(mat[key]).dtype, np.number):
+            raise AnnotationError(f"{path}: no numeric variable '{key}'; expected 'gt' "
+                                  f"(N x 5 x 2) and 'hw' (N x 2); {remedy}")
     gt, hw = np.asarray(mat["gt"]), np.asarray(mat["hw"], dtype=np.float64)
     if gt.shape != (count, NUM_POINTS, 2) or hw.shape != (count, 2):
         raise AnnotationError(f"{path}: 'gt' is {gt.shape} and 'hw' {hw.shape}, expected "
@@ -57,7 +60,8 @@ class AFLW(TrainTestDataset):
         names_path = self.require(self.root / f"aflw_{split}_images.txt")
         mat_path = self.require(self.root / f"aflw_{split}_keypoints.mat")
         names = read_name_list(names_path)
-        keypoints, sizes = read_keypoint_mat(mat_path, len(names), names_path)
+        keypoints, sizes = read_keypoint_mat(mat_path, len(names), names_path,
+                                             self.repair_remedy)
         chosen = self.keep_split(self.root / "output", names, keypoints)
         self.sizes = sizes[chosen]  # (N, 2) height, width
 

@@ -6,8 +6,8 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from base.base_dataset import (AnnotationError, KeypointMap, TrainTestDataset, parse_floats,
-                               read_numbered_rows)
+from base.base_dataset import (AnnotationError, KeypointMap, TrainTestDataset, one_line,
+                               parse_floats, read_numbered_rows, read_text_lines)
 from data_loader.registry import DATASETS
 
 NUM_POINTS = 5
@@ -17,9 +17,16 @@ TRAIN_SET = 1
 
 
 def read_train_csv(path: Path) -> Tuple[List[str], np.ndarray]:
-    """``facedata_cropped.csv`` rows with set == 1 -> (crop files, (N, 5, 2) x, y as written)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    """``facedata_cropped.csv`` rows with set == 1 -> (crop files, (N, 5, 2) x, y as written).
+
+    Raises ``AnnotationError`` naming the file (and line) when it is not CSV text or not
+    in that layout."""
+    reader = csv.reader(read_text_lines(path, "CSV"))
+    try:
+        rows = list(reader)
+    except csv.Error as err:
+        raise AnnotationError(f"{path}:{reader.line_num}: not CSV ({one_line(err)}); fix or "
+                              f"re-fetch the file") from None
     if not rows:
         raise AnnotationError(f"{path}:1: empty file; expected a header row")
     header = [name.strip() for name in rows[0]]

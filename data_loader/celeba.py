@@ -7,6 +7,7 @@ import numpy as np
 from base.base_dataset import (AnnotationError, Box, JoinedPaths, LandmarkImageDataset,
                                read_name_list, read_table)
 from data_loader.registry import DATASETS
+from data_loader.synthetic import is_synthetic_root, synthetic_data_remedy
 
 CELEBA_WIDTH = 178
 CROP_TOP = 30  # rows 30..207: the 178x178 square
@@ -64,6 +65,20 @@ class CelebAAligned(LandmarkImageDataset):
         self.names = self.limit(selected)
         self.image_paths = JoinedPaths(image_dir, self.names)
         self.keypoints = keypoints[[row_of[name] for name in self.names]].reshape(-1, 5, 2)
+
+    @classmethod
+    def missing_data_remedy(cls, root=None) -> str:
+        """The CelebA download, or for the synthetic faces' root the run that writes them."""
+        if root is not None and is_synthetic_root(root):
+            return synthetic_data_remedy()
+        return super().missing_data_remedy(root)
+
+    @property
+    def repair_remedy(self) -> str:
+        """Re-fetching CelebA, or for the synthetic faces rewriting them."""
+        if is_synthetic_root(self.root):
+            return synthetic_data_remedy()
+        return super().repair_remedy
 
     def keep(self, name: str, split: int, mafl_train: set, mafl_test: set) -> bool:
         raise NotImplementedError

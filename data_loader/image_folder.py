@@ -26,7 +26,9 @@ def find_images(root: Path) -> List[Path]:
 class ImageFolder(LandmarkImageDataset):
     """All images under ``root`` at any depth, of any size and any format Pillow reads,
     each resized whole to ``imwidth`` x ``imwidth`` (give roughly square face crops; the
-    aspect ratio is not kept). No annotations: for embedding learning with a ``Warper``.
+    aspect ratio is not kept), upright by its EXIF orientation and in 8-bit RGB as a viewer
+    shows it (``base.image_modes``). No annotations: for embedding learning with a
+    ``Warper``.
 
     The order is the sorted relative path. The validation split is the last
     ``val_fraction`` of that order (at least one image), training is the rest, so with
@@ -58,9 +60,9 @@ class ImageFolder(LandmarkImageDataset):
         self.names = [p.relative_to(self.root).as_posix() for p in self.image_paths]
 
     @classmethod
-    def missing_data_remedy(cls) -> str:
+    def missing_data_remedy(cls, root=None) -> str:
         return "put your images (any format Pillow reads) under the dataset root"
 
     @property
-    def remedy(self) -> str:
+    def repair_remedy(self) -> str:
         return "replace or remove that file"

@@ -14,7 +14,9 @@ class PtsLandmarks(TrainTestDataset):
     """Images under ``root`` (any depth, any format Pillow reads), each with a ``.pts``
     file of the same stem beside it (iBUG format: ``version: 1``, ``n_points: N``, ``{``,
     N lines ``x y``, ``}``). Every file must hold the same number of points, in the
-    same order.
+    same order. Points are pixels of the picture as a viewer shows it: a photo stored
+    turned, with an EXIF Orientation tag, is read upright and its points are in that
+    upright frame (as annotation tools show and write them).
 
     Splits: with ``train_list`` and ``test_list`` (text files under ``root``, one image
     path relative to ``root`` per line) those lists, in their order; otherwise every
@@ -37,8 +39,12 @@ class PtsLandmarks(TrainTestDataset):
     """
 
     @classmethod
-    def missing_data_remedy(cls) -> str:
+    def missing_data_remedy(cls, root=None) -> str:
         return "put each image and its .pts file under the dataset root"
+
+    @property
+    def repair_remedy(self) -> str:
+        return "replace that image, or remove it and its .pts file"
 
     def __init__(self, root="data/my_landmarks", train=True, imwidth=100, crop=15,
                  use_keypoints=False, do_augmentations=True,

@@ -18,28 +18,50 @@ TEST_SUBSETS = (("helen_testset", "helen/testset"), ("lfpw_testset", "lfpw/tests
 FACE_WIDTH = 52  # the box width after the first (nearest) resize
 WINDOW = 100  # side of the window cut around the box centre
 WINDOW_LEFT, WINDOW_TOP = 50, 52  # window origin relative to the scaled box centre
+BOX_FIELDS = ("imgName", "bb_ground_truth")
 
 
-def _text(value) -> str:
-    return str(np.asarray(value).ravel()[0])
+def _box_structs(path: Path, boxes) -> List[np.void]:
+    """The records of ``bounding_boxes``: a 1 x N cell array of 1 x 1 structs (the 300-W
+    release; loadmat gives an object array of (1, 1) struct arrays) or a struct array."""
+    def is_struct(value) -> bool:
+        names = getattr(getattr(value, "dtype", None), "names", None) or ()
+        return all(field in names for field in BOX_FIELDS)
+
+    layout = (f"{path}: expected 'bounding_boxes', a cell array of structs (or a struct "
+              f"array) with fields imgName and bb_ground_truth")
+    if is_struct(boxes):
+        return list(boxes.ravel())
+    if not isinstance(boxes, np.ndarray) or boxes.dtype != object:
+        raise AnnotationError(layout)
+    structs = []
+    for number, cell in enumerate(boxes.ravel(), start=1):
+        if not is_struct(cell) or cell.size != 1:
+            raise AnnotationError(f"{layout}; entry {number} is not one such struct")
+        structs.append(cell.ravel()[0])
+    return structs
 
 
-def read_bounding_boxes(path: Path) -> List[Tuple[str, np.ndarray]]:
-    """``bounding_boxes_*.mat`` (struct array ``bounding_boxes`` with ``imgName`` and
-    ``bb_ground_truth`` [xmin ymin xmax ymax]) -> [(image name, (4,) float64)] in order."""
-    mat = read_mat(path)
-    structs = mat.get("bounding_boxes")
-    names = getattr(getattr(structs, "dtype", None), "names", None) or ()
-    if "imgName" not in names or "bb_ground_truth" not in names:
-        raise AnnotationError(f"{path}: expected a struct array 'bounding_boxes' with fields "
-                              f"imgName and bb_ground_truth")
+def read_bounding_boxes(path: Path, remedy: str = "re-fetch it") -> List[Tuple[str, np.ndarray]]:
+    """``bounding_boxes_*.mat`` (``bounding_boxes``: structs with ``imgName`` and
+    ``bb_ground_truth`` [xmin ymin xmax ymax], in either layout of ``_box_structs``) ->
+    [(image name, (4,) float64)] in order.
+
+    Raises ``AnnotationError`` naming the file (and entry) when it is unreadable or not
+    in that layout."""
     entries = []
-    for number, entry in enumerate(structs.ravel(), start=1):
-        box = np.asarray(entry["bb_ground_truth"], dtype=np.float64).ravel()
-        if box.shape != (4,):
-            raise AnnotationError(f"{path}: bounding_boxes({number}).bb_ground_truth has "
-                                  f"{box.size} values, expected 4 (xmin ymin xmax ymax)")
-        entries.append((_text(entry["imgName"]), box))
+    structs = _box_structs(path, read_mat(path, remedy).get("bounding_boxes"))
+    for number, entry in enumerate(structs, start=1):
+        name = np.asarray(entry["imgName"]).ravel()
+        try:
+            box = np.asarray(entry["bb_ground_truth"], dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            box = np.zeros(0)
+        if box.shape != (4,) or name.size != 1:
+            raise AnnotationError(f"{path}: entry {number} of bounding_boxes has imgName of "
+                                  f"{name.size} and bb_ground_truth of {box.size} numbers, "
+                                  f"expected one name and 4 numbers (xmin ymin xmax ymax)")
+        entries.append((str(name[0]), box))
     return entries
 
 
@@ -69,7 +91,7 @@ class ThreeHundredW(TrainTestDataset):
         names, boxes, keypoints = [], [], []
         for subset, folder in (TRAIN_SUBSETS if self.reads_train_list else TEST_SUBSETS):
             mat_path = self.require(self.root / "Bounding Boxes" / f"bounding_boxes_{subset}.mat")
-            for image_name, box in read_bounding_boxes(mat_path):
+            for image_name, box in read_bounding_boxes(mat_path, self.repair_remedy):
                 if subset == "ibug" and not image_name.startswith("image"):
                     continue  # the iBUG boxes also list images the release does not hold
                 name = f"{folder}/{image_name}"

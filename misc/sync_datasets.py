@@ -8,8 +8,8 @@ partial file with an HTTP Range request, retrying a dropped connection; (2) chec
 (table or --sha1), a mismatch moves it to <name>.tar.gz.bad-sha1; (3) check every member
 (``check_members``) before writing anything, unpack into a temporary folder inside data_dir,
 rename the dataset folder into place; (4) write <folder>/.sync_complete (JSON with the sha1),
-so that a later run with the same digest does nothing. Members start with ``data/``, which
-stands for data_dir. Exit status 0, or 1 with a one-line message on any error.
+so that a later run with the same digest does nothing. Members start with ``data/`` (or
+``./data/``), which stands for data_dir. Exit status 0, or 1 with a one-line message on any error.
 """
 import argparse
 import hashlib
@@ -196,7 +196,8 @@ def _normalized_member_name(name):
 def check_members(members, folder):
     """Refuse an archive unless every member stays inside ``data/<folder>``.
 
-    Rules: no absolute path, no '..' component; every member is the folder ``data``,
+    Rules: no absolute path, no '..' component; every member is the folder ``.`` or
+    ``data`` (an archive packed with ``tar -C dir .`` holds ``./`` and ``./data/...``),
     ``data/<folder>`` or below it; only files, folders, symlinks and hardlinks (no devices, fifos); a symlink
     target is relative and, walked from the symlink's folder, stays below ``data/<folder>``
     without passing through or ending on a symlink member (so the walk is the real
@@ -237,7 +238,7 @@ def check_members(members, folder):
         name = names[member.name]
         if name is None:
             raise SyncError(f"unsafe archive member {member.name!r} (absolute path or '..' component)")
-        if not inside(name) and (name != ARCHIVE_DATA_PREFIX or not member.isdir()):
+        if not inside(name) and (name not in ("", ARCHIVE_DATA_PREFIX) or not member.isdir()):
             raise SyncError(f"archive member {member.name!r} lies outside {root}/")
         if through_symlink(name):
             raise SyncError(f"archive member {member.name!r} lies below a symlink of the archive")

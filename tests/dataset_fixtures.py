@@ -137,13 +137,30 @@ def write_mtfl_test(root: Path, rows: List[tuple]) -> None:
 
 # 300-W ------------------------------------------------------------------------------------
 
-def write_300w_boxes(root: Path, subset: str, entries: List[tuple]) -> None:
-    """``Bounding Boxes/bounding_boxes_<subset>.mat``: struct array of (imgName, [xmin ymin
-    xmax ymax]) as in the 300-W release."""
-    structs = np.zeros((1, len(entries)), dtype=[("imgName", object), ("bb_ground_truth", object)])
-    for k, (name, box) in enumerate(entries):
-        structs[0, k]["imgName"] = name
-        structs[0, k]["bb_ground_truth"] = np.asarray(box, np.float64).reshape(1, 4)
+BOX_DTYPE = [("imgName", object), ("bb_ground_truth", object)]
+
+
+def write_300w_boxes(root: Path, subset: str, entries: List[tuple], layout: str = "cell") -> None:
+    """``Bounding Boxes/bounding_boxes_<subset>.mat`` of (imgName, [xmin ymin xmax ymax]).
+
+    ``layout`` "cell": a 1 x N cell array of 1 x 1 structs, as in the 300-W release (an
+    object array of (1, 1) struct arrays makes savemat write a cell; loadmat then gives
+    ``bounding_boxes[0, i]['imgName'][0, 0][0]``); "struct": a 1 x N struct array.
+    """
+    if layout == "cell":
+        boxes = np.empty((1, len(entries)), dtype=object)
+        for k, (name, box) in enumerate(entries):
+            struct = np.zeros((1, 1), dtype=BOX_DTYPE)
+            struct[0, 0]["imgName"] = name
+            struct[0, 0]["bb_ground_truth"] = np.asarray(box, np.float64).reshape(1, 4)
+            boxes[0, k] = struct
+    elif layout == "struct":
+        boxes = np.zeros((1, len(entries)), dtype=BOX_DTYPE)
+        for k, (name, box) in enumerate(entries):
+            boxes[0, k]["imgName"] = name
+            boxes[0, k]["bb_ground_truth"] = np.asarray(box, np.float64).reshape(1, 4)
+    else:
+        raise ValueError(f"layout must be 'cell' or 'struct', got {layout!r}")
     path = root / "Bounding Boxes" / f"bounding_boxes_{subset}.mat"
     path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(path, {"bounding_boxes": structs})
+    savemat(path, {"bounding_boxes": boxes})

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from base.base_dataset import AnnotationError, MissingDataError
+from base.base_dataset import AnnotationError, ImageReadError, MissingDataError
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal, MAFLAligned
 from dataset_fixtures import assert_dots_on_keypoints, dot_image, save_image, write_lines
 
@@ -80,7 +80,10 @@ def test_unreadable_image_names_file_and_index(tmp_path):
     write_layout(tmp_path)
     dataset = MAFLAligned(tmp_path, train=False)
     dataset.image_paths[1].write_bytes(b"not a jpeg")
-    with pytest.raises(OSError, match=r"000012.jpg \(index 1\) is unreadable"):
+    with pytest.raises(ImageReadError, match=r"000012.jpg \(index 1\) cannot be decoded \(not "
+                                             r"an image format Pillow reads\); re-fetch the "
+                                             r"dataset with: python misc/sync_datasets.py "
+                                             r"--dataset celeba --refresh$"):
         dataset[1]
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from base.base_dataset import AnnotationError, MissingDataError
+from base.base_dataset import AnnotationError, ImageReadError, MissingDataError
 from data_loader.aflw import AFLW
 from data_loader.registry import DATASETS
 from dataset_fixtures import assert_dots_on_keypoints, dot_image, save_image, write_aflw_index
@@ -97,5 +97,7 @@ def test_truncated_image_names_file_and_index(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     dataset = AFLW(tmp_path, train=False)
     dataset[0]
-    with pytest.raises(OSError, match=r"face1.jpg \(index 1\) is unreadable or truncated"):
+    with pytest.raises(ImageReadError, match=r"face1.jpg \(index 1\) cannot be decoded \(.*\); "
+                                             r"re-fetch the dataset with: python misc/sync_"
+                                             r"datasets.py --dataset aflw-recrop --refresh$"):
         dataset[1]

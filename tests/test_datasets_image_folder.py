@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from base.base_dataset import MissingDataError
+from base.base_dataset import ImageReadError, MissingDataError
 from data_loader.image_folder import ImageFolder
 from data_loader.registry import DATASETS
 from dataset_fixtures import dot_image, find_dots, save_image
@@ -70,7 +70,8 @@ def test_missing_or_empty_folder_and_unreadable_image(tmp_path):
     write_folder(tmp_path / "faces")
     dataset = ImageFolder(tmp_path / "faces", val_fraction=0)
     (tmp_path / "faces" / "a" / "one.jpg").write_bytes(b"\xff\xd8 broken")
-    with pytest.raises(OSError, match=r"a/one.jpg \(index 1\) is unreadable or truncated"):
+    with pytest.raises(ImageReadError, match=r"a/one.jpg \(index 1\) cannot be decoded \(.*\); "
+                                             r"replace or remove that file$"):
         dataset[1]
 
 

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.io import loadmat, savemat
 
 from base.base_dataset import AnnotationError, MissingDataError
 from data_loader.registry import DATASETS
@@ -31,7 +32,7 @@ def grid_points(box):
     return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)[:68]
 
 
-def write_300w(root):
+def write_300w(root, layout="cell"):
     """One dotted face per subset, .pts 1-based; iBUG boxes also list two names that do not
     start with "image" (no files: they must be left out)."""
     for faces in FACES.values():
@@ -42,7 +43,7 @@ def write_300w(root):
             entries = [(name, box)]
             if subset == "ibug":
                 entries = [("flipped_004_1.jpg", box), (name, box), ("x_image.jpg", box)]
-            write_300w_boxes(root, subset, entries)
+            write_300w_boxes(root, subset, entries, layout)
 
 
 def expected_keypoints(points0, box, imwidth):
@@ -132,4 +133,38 @@ def test_bad_pts_files_name_file_and_line(tmp_path):
         ThreeHundredW(tmp_path)
     write_pts(pts, np.ones((67, 2)))
     with pytest.raises(AnnotationError, match=r"111_1.pts: 67 points, expected 68"):
+        ThreeHundredW(tmp_path)
+
+
+def test_fixture_writes_the_release_cell_layout(tmp_path):
+    write_300w(tmp_path)
+    boxes = loadmat(tmp_path / "Bounding Boxes" / "bounding_boxes_ibug.mat")["bounding_boxes"]
+    assert boxes.shape == (1, 3) and boxes.dtype == object  # a 1 x N cell array
+    # the original's indexing of the release files
+    assert boxes[0, 1]["imgName"][0, 0][0] == "image_004_1.jpg"
+    np.testing.assert_array_equal(boxes[0, 1]["bb_ground_truth"][0, 0], [[45, 70, 148, 179]])
+
+
+@pytest.mark.parametrize("layout", ["cell", "struct"])
+def test_both_bounding_box_layouts_read_alike(tmp_path, layout):
+    write_300w(tmp_path, layout)
+    for split in ("train", "test"):
+        dataset = ThreeHundredW(tmp_path, train=split == "train", use_keypoints=True)
+        faces = FACES[split]
+        assert dataset.names == [f"{folder}/{name}" for _, folder, name, _ in faces]
+        np.testing.assert_array_equal(dataset.boxes, [box for _, _, _, box in faces])
+
+
+def test_bounding_boxes_in_another_layout_name_the_file(tmp_path):
+    write_300w(tmp_path)
+    path = tmp_path / "Bounding Boxes" / "bounding_boxes_afw.mat"
+    cells = np.empty((1, 2), dtype=object)
+    cells[0, 0], cells[0, 1] = np.zeros((1, 1), dtype=[("imgName", object), ("bb_ground_truth",
+                                                                            object)]), "text"
+    savemat(path, {"bounding_boxes": cells})
+    with pytest.raises(AnnotationError, match=r"bounding_boxes_afw.mat: expected 'bounding_boxes', "
+                                              r"a cell array of structs .*; entry 2 is not one"):
+        ThreeHundredW(tmp_path)
+    savemat(path, {"bounding_boxes": np.ones((1, 4))})
+    with pytest.raises(AnnotationError, match=r"bounding_boxes_afw.mat: expected 'bounding_boxes'"):
         ThreeHundredW(tmp_path)

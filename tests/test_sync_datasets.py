@@ -153,6 +153,46 @@ def test_fetch_verify_unpack_then_second_run_does_not_fetch(server, tmp_path):
     assert len(server.requests) == 1
 
 
+def dot_prefixed(member_specs):
+    """The members named as ``tar -C dir -czf celeba.tar.gz .`` names them ("./data/...")."""
+    for info, _ in member_specs:
+        info.name = f"./{info.name}"
+    return member_specs
+
+
+def test_archive_packed_from_inside_its_folder(server, tmp_path):
+    members = [dir_member("./"), dir_member("./data/")] + dot_prefixed(good_members())
+    members += [link_member("./data/celeba/latest.jpg", "Img/000001.jpg"),
+                link_member("./data/celeba/Img/copy.jpg", "./data/celeba/Img/000001.jpg",
+                            tarfile.LNKTYPE)]
+    archive = build_archive(members)
+    assert [m.name for m in tarfile.open(fileobj=io.BytesIO(archive)).getmembers()][:3] == \
+        [".", "./data", "./data/celeba"]
+    server.files["/datasets/celeba.tar.gz"] = archive
+    data_dir = tmp_path / "data"
+    assert run_sync(server, data_dir, sha1_of(archive)) == 0
+    assert_good_unpack(data_dir, sha1_of(archive))
+    assert os.path.samefile(data_dir / "celeba/Img/copy.jpg", data_dir / "celeba/Img/000001.jpg")
+    assert all_paths(tmp_path) == ["data", "data/celeba", "data/celeba/.sync_complete",
+                                   "data/celeba/Anno", "data/celeba/Anno/landmarks.txt",
+                                   "data/celeba/Img", "data/celeba/Img/000001.jpg",
+                                   "data/celeba/Img/copy.jpg", "data/celeba/latest.jpg"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([file_member("./data/aflw/x.txt", b"x")], "'./data/aflw/x.txt' lies outside data/celeba/"),
+    ([file_member("./x.txt", b"x")], "'./x.txt' lies outside data/celeba/"),
+    ([file_member(".", b"x")], "'.' lies outside data/celeba/"),  # the root, but not a folder
+    ([file_member("./../evil", b"x")], "'./../evil' (absolute path or '..' component)"),
+    ([link_member("./data/celeba/up", "../../..")], "is a symlink to '../../..'"),
+    ([special_member("./data/celeba/null", tarfile.CHRTYPE)], "device, fifo"),
+])
+def test_dot_prefixed_members_keep_the_safety_rules(extra, message):
+    with pytest.raises(SyncError, match=re.escape(message)):
+        check_members(members_of([dir_member("./")] + dot_prefixed(good_members()) + extra),
+                      "celeba")
+
+
 def test_refresh_refetches_and_replaces(server, tmp_path, capsys):
     first = build_archive(good_members() + [file_member("data/celeba/only_in_first.txt", b"old")])
     server.files["/datasets/celeba.tar.gz"] = first

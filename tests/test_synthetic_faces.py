@@ -1,13 +1,16 @@
 """The procedural face dataset: on-disk format, determinism, landmark placement, identity
 structure, the copy-baseline property and the ensure/regenerate logic."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from base.base_dataset import ImageReadError, MissingDataError
 from data_loader import synthetic as sf
+from data_loader.celeba import MAFLAligned
 from data_loader.synthetic import ensure_synthetic_celeba, write_synthetic_celeba
 
 TINY = dict(num_train_identities=6, num_test_identities=6, images_per_identity=3,
@@ -257,3 +260,37 @@ def test_invalid_parameters_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="num_mafl_test=5 exceeds the 2 test images"):
         write_synthetic_celeba(tmp_path / "x", **dict(SMALL, num_mafl_test=5))
     assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- remedies
+
+SYNTHETIC_REMEDY = ("the synthetic faces are generated, not downloaded: python train.py --config "
+                    "configs/synthetic/smallnet-16d-dve.json writes them to data/synthetic_faces "
+                    "before training (as does every configs/synthetic/*.json; delete a damaged "
+                    "copy first)")
+
+
+def test_the_named_config_writes_the_root_the_keypoint_configs_read():
+    repo = Path(__file__).resolve().parents[1]
+    config = json.loads((repo / "configs/synthetic/smallnet-16d-dve.json").read_text())
+    assert config["dataset"]["type"] == "SyntheticFaces"
+    assert config["dataset"]["args"]["root"] == "data/synthetic_faces"
+    for path in sorted((repo / "configs/synthetic-keypoints").glob("*.json")):
+        assert json.loads(path.read_text())["dataset"]["args"]["root"] == "data/synthetic_faces"
+
+
+def test_missing_or_damaged_synthetic_faces_say_how_to_make_them(tiny_root, tmp_path):
+    with pytest.raises(MissingDataError) as missing:  # a new user: nothing generated yet
+        MAFLAligned(tmp_path / "data" / "synthetic_faces", train=False)
+    assert str(missing.value) == (f"{tmp_path}/data/synthetic_faces/Img/img_align_celeba_hq not "
+                                  f"found; {SYNTHETIC_REMEDY}")
+    copy = tmp_path / "generated"  # a generated copy, under another name
+    shutil.copytree(tiny_root, copy)
+    dataset = MAFLAligned(copy, train=False)
+    dataset.image_paths[0].write_bytes(b"")
+    with pytest.raises(ImageReadError) as damaged:
+        dataset[0]
+    assert str(damaged.value).endswith(f"(index 0) cannot be decoded (not an image format Pillow "
+                                       f"reads); {SYNTHETIC_REMEDY}")
+    assert MAFLAligned.missing_data_remedy("data/celeba") == \
+        "fetch the dataset with: python misc/sync_datasets.py --dataset celeba"

@@ -32,6 +32,8 @@ OWNER_NAME = ".synthetic_faces_owner"  # written first: "this folder is ours"
 TEMP_INFIX = ".synthetic-tmp-"         # temporary sibling: <root name><infix><pid>-<hex>
 LANDMARK_HEADER = ("lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y "
                    "leftmouth_x leftmouth_y rightmouth_x rightmouth_y")
+DEFAULT_ROOT = "data/synthetic_faces"  # SyntheticFaces' and the synthetic configs' root
+EMBEDDING_CONFIG = "configs/synthetic/smallnet-16d-dve.json"  # writes DEFAULT_ROOT first
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,21 @@ def _is_complete(root: Path, params: dict) -> bool:
 
 def _is_ours(root: Path) -> bool:
     return (root / MARKER_NAME).is_file() or (root / OWNER_NAME).is_file()
+
+
+def is_synthetic_root(root) -> bool:
+    """Whether ``root`` holds, or by its name is meant to hold, the synthetic faces: it is
+    named like ``DEFAULT_ROOT`` or this module wrote (part of) it."""
+    root = Path(root)
+    return root.name == Path(DEFAULT_ROOT).name or _is_ours(root)
+
+
+def synthetic_data_remedy() -> str:
+    """What to run when the synthetic faces are missing or damaged: they are generated
+    (by any SyntheticFaces run), never downloaded."""
+    return (f"the synthetic faces are generated, not downloaded: python train.py --config "
+            f"{EMBEDDING_CONFIG} writes them to {DEFAULT_ROOT} before training (as does every "
+            f"configs/synthetic/*.json; delete a damaged copy first)")
 
 
 def _foreign_error(root: Path) -> RuntimeError:
