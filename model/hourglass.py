@@ -110,7 +110,8 @@ class HourglassNet(nn.Module):
             work at ``2 * planes_hg`` channels.
         use_group_norm: GroupNorm with 16 groups in place of every BatchNorm.
         scaled_norm_output: L2-normalize each output descriptor and multiply it by a
-            learned scalar ``output_scale`` initialised at 20.
+            learned scalar ``normscale`` initialised at 20 (0-dim, the original's name and
+            shape, so its checkpoints load).
     """
 
     def __init__(self, num_output_channels: int = 64, num_stacks: int = 1, num_blocks: int = 4,
@@ -139,12 +140,12 @@ class HourglassNet(nn.Module):
             nn.Conv2d(hg_channels, num_output_channels, 1),
         )])
         if scaled_norm_output:
-            self.output_scale = nn.Parameter(torch.full((1,), 20.0))
+            self.normscale = nn.Parameter(torch.tensor(20.0))  # 0-dim (SPEC section 1)
 
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
         x = F.relu(self.bn1(self.conv1(images)))  # (B, 64, H/2, W/2)
         x = self.layer3(self.layer2(self.layer1(x)))  # (B, 256, H/2, W/2)
         out = self.output_layers[0](self.hg[0](x))  # (B, C, H/2, W/2)
         if self.scaled_norm_output:
-            out = F.normalize(out, dim=1) * self.output_scale
+            out = F.normalize(out, dim=1) * self.normscale
         return [out]

@@ -103,11 +103,28 @@ def test_scaled_norm_output_has_the_learned_norm():
     (out,) = net(torch.randn(2, 3, 32, 32))
     assert torch.allclose(out.norm(dim=1), torch.full((2, 16, 16), 20.0), atol=1e-4)
     out.sum().backward()
-    assert net.output_scale.grad is not None
+    assert net.normscale.grad is not None
     with torch.no_grad():
-        net.output_scale.fill_(3.0)
+        net.normscale.fill_(3.0)
         assert torch.allclose(net.eval()(torch.randn(1, 3, 32, 32))[0].norm(dim=1),
                               torch.full((1, 16, 16), 3.0), atol=1e-4)
+
+
+def test_original_normscale_checkpoint_loads_strictly():
+    """The original registers the learned scale as ``normscale``, 0-dim (torch.tensor(20.0))."""
+    torch.manual_seed(0)
+    state = model.HourglassNet(num_output_channels=8, **SMALL).state_dict()
+    state["normscale"] = torch.tensor(7.25)  # as the original's checkpoints store it
+    net = model.HourglassNet(num_output_channels=8, scaled_norm_output=True, **SMALL)
+    assert net.state_dict()["normscale"].shape == torch.Size([])
+    assert net.state_dict()["normscale"].item() == 20.0
+    assert "output_scale" not in net.state_dict()
+    net.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        (out,) = net.eval()(torch.randn(2, 3, 32, 32))
+    norms = out.double().norm(dim=1)  # (2, 16, 16): one descriptor norm per pixel
+    torch.testing.assert_close(norms, torch.full((2, 16, 16), 7.25, dtype=torch.float64),
+                               rtol=1e-6, atol=0)
 
 
 def test_only_one_stack_is_supported():
