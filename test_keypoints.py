@@ -3,8 +3,9 @@
     python test_keypoints.py --resume saved/models/<name>/<run>/checkpoint-epoch300.pth
     python test_keypoints.py --config configs/mafl-keypoints/smallnet-64d-dve.json --resume CKPT
 
-Writes ``keypoints.json``, ``ced.csv`` and ``ced.png`` beside the checkpoint (or into
-``--output_dir``).
+``--resume`` takes this project's checkpoints, released regressor checkpoints and bare
+state dicts (the last two with ``--config``). Writes ``keypoints.json``, ``ced.csv`` and
+``ced.png`` beside the checkpoint (or into ``--output_dir``).
 """
 import argparse
 import logging
@@ -15,8 +16,10 @@ from data_loader.keypoint_pipeline import build_keypoint_pipeline
 from data_loader.loaders import make_loader
 from trainer.builders import build_dataset, build_model, build_warper
 from trainer.keypoint_evaluation import evaluate_regressor
+from trainer.run_setup import data_workers
 from utils.checkpoint import load_checkpoint, load_weights_into
-from utils.cli import USER_ERRORS, report_user_error, run_config
+from utils.cli import run_config
+from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
 from utils.error_curve import write_error_report
 from utils.logging_setup import setup_logging
@@ -55,8 +58,7 @@ def main(argv=None) -> int:
         warper = build_warper(config, config_path) if "warper" in config else None
         pipeline = build_keypoint_pipeline(warper, dataset, train=False,
                                            warp_val=config.get("warp_val", True))
-        workers = 0 if args.disable_workers else config["trainer"].get("num_workers")
-        loader = make_loader(dataset, EVAL_BATCH, False, device, workers)
+        loader = make_loader(dataset, EVAL_BATCH, False, device, data_workers(config, args))
         errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
         output_dir = Path(args.output_dir) if args.output_dir else Path(args.resume).parent
         write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)

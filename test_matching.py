@@ -4,9 +4,14 @@
     python test_matching.py --resume saved/models/<name>/<run>/checkpoint-epoch20.pth --vis
     python test_matching.py --config configs/celeba/hourglass-64d-dve.json --resume model_best.pth
 
-``--resume`` takes this project's checkpoints and the released DVE ones (embedding or
-regressor checkpoints, whose embedding part is evaluated); a released checkpoint needs
-``--config``, its own pickled config is never executed.
+``--resume`` takes this project's checkpoints, the released DVE ones (embedding or
+regressor checkpoints, whose embedding part is evaluated) and bare state dicts; a
+released checkpoint or a bare state dict needs ``--config`` (a released checkpoint's own
+pickled config is never executed).
+
+Without ``--eval_data`` the MAFL test set (``MAFLAligned``, test split) is evaluated,
+whatever the config's dataset, as the original script did; its root, imwidth and crop
+come from the config's ``dataset.args`` (SPEC section 6).
 """
 import argparse
 import logging
@@ -15,9 +20,10 @@ import sys
 import torch
 
 from trainer.builders import build_model
-from trainer.matching_run import run_matching
+from trainer.matching_run import DEFAULT_EVAL_DATA, run_matching
 from utils.checkpoint import load_checkpoint, load_weights_into
-from utils.cli import USER_ERRORS, report_user_error, run_config
+from utils.cli import DEFAULT_SEED, run_config
+from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
 from utils.logging_setup import setup_logging
 
@@ -30,11 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-r", "--resume", help="checkpoint to evaluate; without it the "
                         "untrained (seeded) network is evaluated, as a reference")
     parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id")
-    parser.add_argument("--eval_data", help="dataset type to evaluate on (default: the "
-                        "config's dataset, test split; for CelebA configs the MAFL test set)")
+    parser.add_argument("--eval_data", help=f"dataset type to evaluate, test split (default: "
+                        f"{DEFAULT_EVAL_DATA}, the MAFL test set, with the config's dataset.args)")
     parser.add_argument("--vis", action="store_true", help="save matching.png with the matches")
     parser.add_argument("--output_dir", help="where matching.json goes (default: beside the checkpoint)")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation seed without --resume")
+    parser.add_argument("--seed", type=int, help="initialisation seed without --resume "
+                        "(default: the config's seed, else 0)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override any config key")
     return parser.parse_args(argv)
@@ -55,16 +62,19 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
         state = load_checkpoint(args.resume, map_location=device) if args.resume else None
         config, config_path = run_config(args.config, state, args.resume, args.set)
-        torch.manual_seed(args.seed)
+        seed = args.seed if args.seed is not None else config.get("seed", DEFAULT_SEED)
+        torch.manual_seed(seed)
         network = build_model(config, config_path).to(device)
         if state is not None:
             load_weights_into(network, args.resume, device, source="--resume", state=state)
         else:
-            _logger.warning("no --resume: evaluating the untrained network (seed %d)", args.seed)
+            _logger.warning("no --resume: evaluating the untrained network (seed %d)", seed)
         output_dir = args.output_dir or (None if args.resume else "saved/untrained")
-        run_matching(embedding_network(network), config, config_path,
-                     args.resume, device, vis=args.vis, eval_data=args.eval_data,
-                     output_dir=output_dir)
+        reason = ("--eval_data" if args.eval_data else
+                  "the default of test_matching.py, as in the original; --eval_data picks another")
+        run_matching(embedding_network(network), config, config_path, args.resume, device,
+                     vis=args.vis, eval_data=args.eval_data or DEFAULT_EVAL_DATA,
+                     output_dir=output_dir, reason=reason)
     except USER_ERRORS as err:
         return report_user_error(_logger, err)
     return 0

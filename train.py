@@ -4,39 +4,34 @@
     python train.py --config configs/synthetic-keypoints/smallnet-16d-dve.json
     python train.py --config C --dry-run
     python train.py --resume saved/models/<name>/<run>/checkpoint-epoch5.pth
+
+A start checks the whole config first (``trainer.builders.check_run_config``: all that
+``--dry-run`` does), then builds every part and reads the data (``trainer.run_setup``);
+only then is the run folder created, so a start that fails leaves nothing behind.
 """
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
-from data_loader.device_pipeline import build_pair_pipeline
-from data_loader.keypoint_pipeline import build_keypoint_pipeline
-from data_loader.loaders import make_loader
-from data_loader.restricted_annos import RestrictedAnnotations
-from trainer.builders import (build_dataset, build_model, build_warper, dry_run,
-                              load_finetune_weights, resolve_loss, resolve_metrics,
-                              resolve_visualizations)
-from trainer.descriptor_cache import CACHE_BATCH, cache_splits
+from base.base_trainer import BaseTrainer
+from trainer.builders import check_run_config
 from trainer.embedding_trainer import EmbeddingTrainer
-from trainer.keypoint_trainer import KeypointTrainer, index_loader
+from trainer.keypoint_trainer import KeypointTrainer
 from trainer.matching_run import run_matching
-from trainer.optim import build_optimizer, build_scheduler
-from utils.checkpoint import load_checkpoint
-from utils.checkpoint_search import require_checkpoint
-from utils.cli import USER_ERRORS, report_user_error, run_config
-from utils.config import run_directories
+from trainer.optim import resume_changes
+from trainer.run_setup import (MINI_TRAIN_BATCHES, data_workers, prepare_embedding,
+                               prepare_regressor, start_run)
+from utils.checkpoint import load_checkpoint, require_resumable
+from utils.cli import resolve_seeds, run_config
+from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
 from utils.error_curve import write_error_report
-from utils.logging_setup import close_run_log, setup_logging
+from utils.logging_setup import close_run_log, hold_run_log, setup_logging
 from utils.registry import ConfigError
 
 _logger = logging.getLogger("train")
-MINI_TRAIN_BATCHES = 10
-VALID_BATCH = 32
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,8 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-c", "--config", help="JSON config file")
     parser.add_argument("-r", "--resume", help="checkpoint to resume from")
     parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id (default: cuda if available)")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds, one run each, then "
-                        "the mean and std of the final errors")
+    parser.add_argument("--seeds", help="comma-separated seeds, one run each, then the mean "
+                        "and std of the final errors (default: the config's seed, else 0)")
     parser.add_argument("--mini_train", action="store_true",
                         help=f"at most {MINI_TRAIN_BATCHES} batches per epoch (a smoke run)")
     parser.add_argument("--train_single_epoch", action="store_true", help="train one epoch")
@@ -61,13 +56,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override any config key, e.g. --set optimizer.args.lr=0.01")
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
-                        help="resolve and build everything without reading data, then exit")
+                        help="check the config and build everything without reading data, "
+                        "then exit")
     return parser.parse_args(argv)
 
 
 def resolve_config(args):
-    """The config (from --config, else from the --resume checkpoint) with CLI overrides."""
-    state = load_checkpoint(args.resume) if (args.resume and not args.config) else None
+    """(config, its path, the --resume checkpoint or None): the config of --config, else
+    of the checkpoint, with the command-line overrides."""
+    state = load_checkpoint(args.resume) if args.resume else None
+    if state is not None:
+        require_resumable(state, args.resume)
     overrides = list(args.set)
     if args.batch_size:
         overrides.append(f"batch_size={args.batch_size}")
@@ -75,146 +74,57 @@ def resolve_config(args):
         overrides.append(f"n_gpu={args.n_gpu}")
     if args.folded_correlation:
         overrides.append("loss_args.fold_corr=true")
-    return run_config(args.config, state, args.resume, overrides)
+    config, config_path = run_config(args.config, state if not args.config else None,
+                                     args.resume, overrides)
+    return config, config_path, state
 
 
-def parallelize(network, n_gpu: int, device: torch.device):
-    """``n_gpu`` > 1 on CUDA: DataParallel over the first ``n_gpu`` devices (the loss then
-    sees the whole gathered batch, so the DVE auxiliary is the next pair of the batch,
-    not of the device shard as in the original)."""
-    available = torch.cuda.device_count() if device.type == "cuda" else 0
-    if n_gpu and n_gpu > 1 and available > 1:
-        _logger.info("DataParallel over %d GPUs", min(n_gpu, available))
-        return torch.nn.DataParallel(network, device_ids=list(range(min(n_gpu, available))))
-    return network
+def check_resume(state, config, args) -> None:
+    """Before anything is written: a resumed run must have epochs left to train, and its
+    changed optimizer settings must fit the saved optimizer state."""
+    epoch = state.get("epoch") or 0
+    if epoch >= config["trainer"]["epochs"]:
+        raise ConfigError(f"--resume {args.resume}: the checkpoint is at epoch {epoch} and "
+                          f"trainer.epochs is {config['trainer']['epochs']}: nothing to train; "
+                          f"raise it, e.g. --set trainer.epochs={epoch + 1}")
+    if not state.get("released"):
+        resume_changes(state.get("config"), config, args.resume)
 
 
-def start_run(config, config_path, args, device, seed: int):
-    """Seed, create the run folders, log to them, save the config; -> (model dir, writer)."""
-    torch.manual_seed(seed)
-    run_id = None
-    if args.resume:
-        run_id = Path(args.resume).parent.name
-    model_dir, log_dir = run_directories(config, config_path, run_id)
-    setup_logging(log_dir, config["trainer"].get("verbosity", 2))
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "config.json").write_text(json.dumps(config, indent=4))
-    _logger.info("run folder %s, logs %s, device %s, seed %d", model_dir, log_dir, device, seed)
-    writer = None
-    if config["trainer"].get("tensorboardX", config["trainer"].get("tensorboard", True)):
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(log_dir))
-    return model_dir, writer
-
-
-def data_workers(config, args):
-    """Loader workers: none with --disable_workers, else trainer.num_workers (None: default)."""
-    return 0 if args.disable_workers else config["trainer"].get("num_workers")
-
-
-def finetune(network, config, args, device) -> None:
-    """Initialise ``network`` from ``finetune_from`` (a file, a folder of runs or a glob:
-    ``utils.checkpoint_search``), unless resuming."""
-    if config.get("finetune_from") and not args.resume:
-        load_finetune_weights(network, require_checkpoint(config["finetune_from"]), device)
-
-
-def fit(trainer, writer, resume) -> None:
+def fit(trainer: BaseTrainer, writer, args, state) -> None:
     """Resume (if asked), train, then close the TensorBoard writer."""
-    if resume:
-        trainer.resume(resume)
+    if args.resume:
+        trainer.resume(args.resume, state)
     trainer.train()
     if writer is not None:
         writer.close()
 
 
-def log_splits(config, train_set, valid_set) -> None:
-    _logger.info("%s: %d training and %d validation images", config["dataset"]["type"],
-                 len(train_set), len(valid_set))
-
-
-def trainer_arguments(config, config_path, args, device, model, model_dir, writer,
-                      seed: int, loader_generator) -> dict:
-    """The ``BaseTrainer`` arguments both trainers take: optimizer and scheduler of
-    ``model``, loss, visualizations, run limits and generators."""
-    optimizer = build_optimizer(config, model, config_path)
-    return dict(
-        model=model, optimizer=optimizer, lr_scheduler=build_scheduler(config, optimizer, config_path),
-        config=config, config_path=str(config_path), device=device, model_dir=model_dir, writer=writer,
-        max_epochs=1 if args.train_single_epoch else None,
-        loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
-        visualizations=resolve_visualizations(config, config_path),
-        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
-        seed=seed, loader_generator=loader_generator)
-
-
-def train_embedding(config, config_path, args, device, seed: int) -> dict:
-    model_dir, writer = start_run(config, config_path, args, device, seed)
-    network = build_model(config, config_path).to(device)
-    finetune(network, config, args, device)
-    trained_network = parallelize(network, config.get("n_gpu", 1), device)
-    train_set = build_dataset(config, config_path, train=True)
-    valid_set = build_dataset(config, config_path, train=False)
-    log_splits(config, train_set, valid_set)
-    warper = build_warper(config, config_path)
-    workers = data_workers(config, args)
-    loader_generator = torch.Generator().manual_seed(seed)
-    trainer = EmbeddingTrainer(
-        train_loader=make_loader(train_set, config["batch_size"], True, device, workers,
-                                 loader_generator),
-        valid_loader=make_loader(valid_set, VALID_BATCH, False, device, workers),
-        train_pipeline=build_pair_pipeline(warper, train_set, train=True),
-        valid_pipeline=build_pair_pipeline(warper, valid_set, train=False),
-        **trainer_arguments(config, config_path, args, device, trained_network, model_dir, writer,
-                            seed, loader_generator))
-    fit(trainer, writer, args.resume)
-    if not train_set.has_keypoints:
+def train_embedding(config, config_path, args, device, seed: int, state) -> dict:
+    """An embedding run; ends with the matching evaluation on the config's dataset."""
+    prepared = prepare_embedding(config, config_path, args, device, seed)
+    model_dir, writer = start_run(config, config_path, args.resume, device, seed)
+    trainer = EmbeddingTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
+    fit(trainer, writer, args, state)
+    if not prepared.train_set.has_keypoints:
         _logger.info("%s has no keypoint annotations: no matching evaluation; run test_matching.py "
                      "--resume %s --eval_data <an annotated dataset type>", config["dataset"]["type"],
                      trainer.last_checkpoint)
         return {}
-    return run_matching(network, config, config_path, trainer.last_checkpoint, device,
-                        num_workers=workers, vis=args.vis)
+    return run_matching(prepared.network, config, config_path, trainer.last_checkpoint, device,
+                        num_workers=data_workers(config, args), vis=args.vis)
 
 
-def train_keypoint_regressor(config, config_path, args, device, seed: int) -> dict:
+def train_keypoint_regressor(config, config_path, args, device, seed: int, state) -> dict:
     """A landmark regressor on the frozen (``finetune_from``) embedding; ends by writing
     ``keypoints.json`` and the error curve of the last validation pass."""
-    model_dir, writer = start_run(config, config_path, args, device, seed)
-    model = build_model(config, config_path).to(device)
-    finetune(model[0].wrapped_module, config, args, device)
-    train_set = build_dataset(config, config_path, train=True)
-    valid_set = build_dataset(config, config_path, train=False)
-    if config.get("restrict_annos"):
-        train_set = RestrictedAnnotations(train_set, int(config["restrict_annos"]), seed)
-    log_splits(config, train_set, valid_set)
-    warper = build_warper(config, config_path) if "warper" in config else None
-    train_pipeline = build_keypoint_pipeline(warper, train_set, train=True)
-    valid_pipeline = build_keypoint_pipeline(warper, valid_set, train=False,
-                                             warp_val=config.get("warp_val", True))
-    workers = data_workers(config, args)
-    loader_generator = torch.Generator().manual_seed(seed)
-    caches = (None, None)
-    if config.get("cache_descriptors"):
-        caches = cache_splits(model[0], make_loader(train_set, CACHE_BATCH, False, device, workers),
-                              make_loader(valid_set, CACHE_BATCH, False, device, workers),
-                              train_pipeline, valid_pipeline, device, seed, config_path)
-        train_loader = index_loader(len(train_set), config["batch_size"], True, loader_generator)
-        valid_loader = index_loader(len(valid_set), VALID_BATCH, False)
-    else:
-        train_loader = make_loader(train_set, config["batch_size"], True, device, workers,
-                                   loader_generator)
-        valid_loader = make_loader(valid_set, VALID_BATCH, False, device, workers)
-    trainer = KeypointTrainer(
-        metrics=resolve_metrics(config, config_path), train_loader=train_loader,
-        valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
-        eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1],
-        **trainer_arguments(config, config_path, args, device, model, model_dir, writer, seed,
-                            loader_generator))
-    fit(trainer, writer, args.resume)
+    prepared = prepare_regressor(config, config_path, args, device, seed)
+    model_dir, writer = start_run(config, config_path, args.resume, device, seed)
+    trainer = KeypointTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
+    fit(trainer, writer, args, state)
     if trainer.last_valid_errors is None:
-        raise ConfigError(f"{config_path}: no validation pass ran (trainer.epochs already reached?); "
-                          f"evaluate the checkpoint with test_keypoints.py --resume")
+        raise ConfigError(f"{config_path}: the validation split of {config['dataset']['type']} "
+                          f"gave no batch, so there is no error to report; check dataset.args")
     return write_error_report(trainer.last_valid_errors.numpy(), model_dir,
                               title=model_dir.parent.name)
 
@@ -232,19 +142,25 @@ def log_seed_summary(seeds, results) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
+    hold_run_log()  # what is logged before the run folder exists goes to its info.log
     try:
-        config, config_path = resolve_config(args)
+        config, config_path, state = resolve_config(args)
         device = resolve_device(args.device)
+        summary = check_run_config(config, config_path)
+        seeds = resolve_seeds(args.seeds, config, config_path)
+        if state is not None:
+            if len(seeds) > 1:
+                raise ConfigError(f"--resume continues one run; drop --seeds {args.seeds}")
+            check_resume(state, config, args)
         if args.dry_run:
-            summary = dry_run(config, config_path, device)
             print(f"{config_path}: {summary['arch']} with {summary['parameters']:,} trainable "
                   f"parameters; every name resolves")
             for item in summary["missing"]:
                 print(f"  missing on this machine: {item}")
             return 0
-        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
         run = train_keypoint_regressor if "keypoint_regressor" in config else train_embedding
-        results = [run(config, config_path, args, device, seed) for seed in seeds]
+        results = [run({**config, "seed": seed}, config_path, args, device, seed, state)
+                   for seed in seeds]
         if len(results) > 1:
             log_seed_summary(seeds, results)
     except USER_ERRORS as err:

@@ -15,9 +15,17 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from trainer.optim import apply_changed_settings, group_settings, resume_changes
 from utils.checkpoint import load_weights_into, save_checkpoint
+from utils.config_values import parse_monitor
+from utils.errors import UserError
 
 _logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The loss of a batch is NaN or infinite: the run stops, naming the epoch, the batch,
+    the value and what to try."""
 
 
 class BaseTrainer:
@@ -54,10 +62,8 @@ class BaseTrainer:
         trainer = config["trainer"]
         self.epochs = int(trainer["epochs"])
         self.save_period = int(trainer.get("save_period", 1))
-        monitor = trainer.get("monitor", "off")
-        self.monitor_mode, self.monitor_key = ("off", None) if monitor == "off" else monitor.split()
-        if self.monitor_mode not in ("off", "min", "max"):
-            raise ValueError(f"trainer.monitor must be 'off' or 'min|max <key>', got '{monitor}'")
+        self.monitor_mode, self.monitor_key = parse_monitor(trainer.get("monitor", "off"),
+                                                            config_path)
         self.monitor_best = math.inf if self.monitor_mode == "min" else -math.inf
         self.early_stop = int(trainer.get("early_stop", 0) or 0)
         self.max_epochs = max_epochs
@@ -103,12 +109,17 @@ class BaseTrainer:
         return tqdm(self.batches(loader), total=self.num_batches(loader),
                     desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True)
 
-    def compute_loss(self, outputs, meta: dict, batch_index: int) -> Tensor:
-        """The configured loss; a non-finite value stops the run, naming the batch."""
+    def compute_loss(self, outputs, meta: dict, epoch: int, batch_index: int,
+                     split: str = "training") -> Tensor:
+        """The configured loss of one batch (``batch_index`` within the ``split`` pass of
+        ``epoch``); a NaN or infinite value raises :class:`NonFiniteLossError`."""
         loss = self.loss_fn(outputs, meta, **self.loss_args)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at batch {batch_index} "
-                                     f"({self.config['loss']}, args {self.loss_args})")
+            raise NonFiniteLossError(
+                f"epoch {epoch}, {split} batch index {batch_index}: the loss {self.config['loss']} "
+                f"is {loss.item()} (loss_args {self.loss_args}); the run stops: lower the "
+                f"learning rate (optimizer.args.lr in {self.config_path}) or check the data "
+                f"(broken images or annotations)")
         return loss
 
     def optimize(self, loss: Tensor) -> float:
@@ -164,9 +175,6 @@ class BaseTrainer:
     def update_monitor(self, log: Dict[str, float]) -> bool:
         if self.monitor_mode == "off":
             return False
-        if self.monitor_key not in log:
-            raise KeyError(f"trainer.monitor names '{self.monitor_key}', which this run does "
-                           f"not log; logged: {', '.join(sorted(log))}")
         value = log[self.monitor_key]
         better = value < self.monitor_best if self.monitor_mode == "min" else value > self.monitor_best
         if better:
@@ -195,19 +203,40 @@ class BaseTrainer:
             self.last_checkpoint = path
         return path
 
-    def resume(self, path) -> None:
-        """Restore model, optimizer, scheduler, epoch, monitor and random states; from a
-        released DVE checkpoint, only the weights and the epoch."""
-        state = load_weights_into(self.model, path, self.device, source="--resume")
+    def resume(self, path, state: Optional[Dict[str, Any]] = None) -> None:
+        """Restore model, optimizer, scheduler, epoch, monitor and random states from
+        checkpoint ``path`` (``state``: it as already loaded); from a released DVE
+        checkpoint, only the weights and the epoch.
+
+        Optimizer and scheduler settings changed since the checkpoint's run
+        (``trainer.optim.resume_changes``: e.g. ``optimizer.args.lr``,
+        ``lr_scheduler.args.milestones``) are applied and logged: the learning rate is
+        what the new schedule gives at this epoch.
+        """
+        state = load_weights_into(self.model, path, self.device, source="--resume", state=state)
         epoch = int(state["epoch"]) if state.get("epoch") is not None else 0
         if state.get("released"):
             _logger.warning("%s is a released DVE checkpoint: optimizer, scheduler and random "
                             "states start afresh", path)
         else:
-            self.optimizer.load_state_dict(state["optimizer"])
-            if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
-                self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            self.restore_optimizer(state, path)
             self.monitor_best = state.get("monitor_best", self.monitor_best)
             self.load_extra_state(state)
         self.start_epoch = epoch + 1
         _logger.info("resumed from %s (epoch %d)", path, epoch)
+
+    def restore_optimizer(self, state: Dict[str, Any], path) -> None:
+        """The checkpoint's optimizer and scheduler states, then the changed settings."""
+        fresh = group_settings(self.optimizer)
+        changes = resume_changes(state.get("config"), self.config, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        saved_scheduler = state.get("lr_scheduler")
+        if self.lr_scheduler is not None and saved_scheduler is not None:
+            self.lr_scheduler.load_state_dict(saved_scheduler)
+        if changes:
+            steps = saved_scheduler["last_epoch"] if saved_scheduler else 0
+            rates = apply_changed_settings(self.optimizer, self.lr_scheduler, fresh, steps,
+                                           self.config, self.config_path)
+            _logger.info("--resume: applied the settings changed since the checkpoint: %s; "
+                         "learning rates now %s", "; ".join(changes),
+                         ", ".join(f"{rate:.6g}" for rate in rates))

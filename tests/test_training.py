@@ -18,9 +18,6 @@ def test_two_epochs_write_loadable_checkpoints_logs_and_matching(tmp_path, tiny_
     assert json.loads((folder / "config.json").read_text())["batch_size"] == 4
     matching = json.loads((folder / "matching.json").read_text())
     assert matching["num_image_pairs"] == 3
-    for key in ("same_identity", "different_identity"):
-        # a match is a feature cell, so it can never beat the best cell
-        assert matching[key] >= matching["grid_limit"][key] - 1e-6
     log_dir = tmp_path / "saved" / "log" / "tiny-smallnet" / folder.name
     log_text = (log_dir / "info.log").read_text()
     assert "Mean Pixel Error (same-identity):" in log_text

@@ -1,14 +1,14 @@
 """Everything a run needs, built from a config dict (the one place that reads configs).
 
 Each ``resolve_*`` looks a name up and checks its arguments without building anything
-heavy or reading data (used by ``--dry-run``); each ``build_*`` constructs.
+heavy or reading data; each ``build_*`` constructs. ``check_run_config`` is the one
+validation of a config, run by ``--dry-run`` and before every real run.
 """
 import inspect
 import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
-import torch
 from torch import nn
 
 import data_loader  # noqa: F401  (registers the datasets and warpers)
@@ -16,11 +16,14 @@ import model  # noqa: F401  (registers networks and losses)
 from data_loader.registry import DATASETS, WARPERS
 from model.frozen_embedding import keypoint_regression_model
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
-from trainer.optim import build_optimizer, build_scheduler
+from trainer.embedding_trainer import EmbeddingTrainer
+from trainer.keypoint_trainer import KeypointTrainer
+from trainer.optim import build_optimizer, build_scheduler, check_optimizer_settings
 from utils import keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
 from utils.checkpoint import load_weights_into
-from utils.checkpoint_search import find_checkpoint
-from utils.config import build_block, check_arguments, resolve_block
+from utils.checkpoint_search import find_checkpoint, training_config_for
+from utils.config import as_config_error, build_block, check_arguments, resolve_block
+from utils.config_values import check_values, log_ignored_keys, parse_monitor
 from utils.registry import ConfigError, Registry
 from utils.visualization import VISUALIZATIONS
 
@@ -61,7 +64,22 @@ def build_dataset(config: Dict[str, Any], path, train: bool, **overrides):
     accepted = inspect.signature(constructor).parameters
     args = dict(config["dataset"].get("args", {}))
     args.update({k: v for k, v in overrides.items() if k in accepted})
-    return constructor(train=train, **args)
+    with as_config_error(path, f"dataset {config['dataset']['type']}"):
+        return constructor(train=train, **args)
+
+
+def check_dataset_geometry(config: Dict[str, Any], path) -> None:
+    """``imwidth`` must exceed twice ``crop`` (the constructor defaults fill in absent
+    values), checked without reading data."""
+    parameters = inspect.signature(resolve_dataset(config, path)).parameters
+    args = config["dataset"].get("args", {})
+    sizes = {}
+    for key in ("imwidth", "crop"):
+        default = parameters[key].default if key in parameters else None
+        sizes[key] = args.get(key, None if default is inspect.Parameter.empty else default)
+    if None not in sizes.values() and sizes["imwidth"] <= 2 * sizes["crop"]:
+        raise ConfigError(f"{path}: dataset.args.imwidth {sizes['imwidth']} must exceed twice "
+                          f"dataset.args.crop {sizes['crop']}; lower the crop or raise imwidth")
 
 
 def build_warper(config: Dict[str, Any], path):
@@ -113,25 +131,46 @@ def missing_inputs(config: Dict[str, Any]) -> List[str]:
     if root is not None and not Path(root).exists() and config["dataset"]["type"] != "SyntheticFaces":
         remedy = getattr(DATASETS.get(config["dataset"]["type"]), "missing_data_remedy", None)
         missing.append(f"dataset root {root} "
-                       f"({remedy() if remedy else 'fetch it with misc/sync_datasets.py'})")
+                       f"({remedy(root) if remedy else 'fetch it with misc/sync_datasets.py'})")
     finetune = config.get("finetune_from")
     if finetune and find_checkpoint(finetune) is None:
-        missing.append(f"finetune_from checkpoint {finetune}")
+        config_file = training_config_for(finetune)
+        missing.append(f"finetune_from checkpoint {finetune}" + (
+            f" (train it first: python train.py --config {config_file})" if config_file else ""))
     return missing
 
 
-def dry_run(config: Dict[str, Any], path, device: torch.device) -> Dict[str, Any]:
-    """Resolve every name and build model, loss, optimizer, scheduler and warper, reading
-    no data; return a summary."""
-    network = build_model(config, path).to(device)
+def check_monitor(config: Dict[str, Any], path) -> None:
+    """``trainer.monitor`` must name a key the run logs every epoch."""
+    _, key = parse_monitor(config["trainer"].get("monitor", "off"), path)
+    trainer_class = KeypointTrainer if "keypoint_regressor" in config else EmbeddingTrainer
+    logged = trainer_class.logged_keys(config.get("metrics", []))
+    if key is not None and key not in logged:
+        raise ConfigError(f"{path}: trainer.monitor names '{key}', which this run does not log; "
+                          f"use one of: {', '.join(sorted(logged))} (e.g. \"min val_loss\")")
+
+
+def check_run_config(config: Dict[str, Any], path) -> Dict[str, Any]:
+    """Every check of a config that reads no data, for ``--dry-run`` and every real run:
+    values and ranges, names in the registries, arguments against the constructors;
+    builds model, optimizer, scheduler and warper on the CPU; logs the ignored keys.
+
+    Returns a summary (``arch``, trainable ``parameters``, ``missing`` inputs). Raises
+    :class:`ConfigError` naming the file and key of the first mistake.
+    """
+    check_values(config, path)
+    check_optimizer_settings(config, path)
+    network = build_model(config, path)
     resolve_loss(config, path)
     resolve_metrics(config, path)
     resolve_visualizations(config, path)
-    resolve_dataset(config, path)
+    check_dataset_geometry(config, path)
     optimizer = build_optimizer(config, network, path)
     build_scheduler(config, optimizer, path)
-    if "warper" in config:
+    if "warper" in config or "keypoint_regressor" not in config:
         build_warper(config, path)
+    check_monitor(config, path)
+    log_ignored_keys(config, path)
     arch = config["arch"]["type"]
     if "keypoint_regressor" in config:
         arch = f"{config['keypoint_regressor']['type']} on a frozen {arch}"

@@ -2,7 +2,7 @@
 import logging
 import math
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 import torch
 from torch.utils.data import DataLoader
@@ -31,6 +31,11 @@ class EmbeddingTrainer(BaseTrainer):
         self.valid_pipeline = valid_pipeline
         self.visualizations = list(visualizations)
 
+    @staticmethod
+    def logged_keys(metric_names: Sequence[str] = ()) -> Set[str]:
+        """The keys of an epoch's log, which ``trainer.monitor`` may name (no metrics)."""
+        return {"epoch", "loss", "pairs_per_s", "lr", "val_loss"}
+
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         self.model.train()
         total, count, pairs, start = 0.0, 0, 0, time.perf_counter()
@@ -38,7 +43,7 @@ class EmbeddingTrainer(BaseTrainer):
         for batch_index, batch in progress:
             inputs = self.train_pipeline(batch, self.device, self.augment_generator)
             value = self.optimize(self.compute_loss(self.model(inputs["data"]), inputs["meta"],
-                                                    batch_index))
+                                                    epoch, batch_index))
             total, count = total + value, count + 1
             pairs += inputs["meta"]["grid"].shape[0]
             rate = pairs / max(time.perf_counter() - start, 1e-9)
@@ -60,7 +65,7 @@ class EmbeddingTrainer(BaseTrainer):
         for batch_index, batch in self.batches(self.valid_loader):
             inputs = self.valid_pipeline(batch, self.device, generator)
             outputs = self.model(inputs["data"])
-            loss = self.compute_loss(outputs, inputs["meta"], batch_index)
+            loss = self.compute_loss(outputs, inputs["meta"], epoch, batch_index, "validation")
             total, count = total + loss.item(), count + 1
             if batch_index == 0 and self.writer is not None:
                 for visualize in self.visualizations:

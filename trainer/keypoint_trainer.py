@@ -10,7 +10,7 @@ import inspect
 import logging
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 import torch
 from torch import Tensor
@@ -60,6 +60,12 @@ class KeypointTrainer(BaseTrainer):
         self.embedding, self.head = self.model[0], self.model[1:]
         self.last_valid_errors: Optional[Tensor] = None
 
+    @staticmethod
+    def logged_keys(metric_names: Sequence[str] = ()) -> Set[str]:
+        """The keys of an epoch's log, which ``trainer.monitor`` may name."""
+        return ({"epoch", "loss", "images_per_s", "lr", "val_loss"} | set(metric_names)
+                | {f"val_{name}" for name in metric_names})
+
     def forward_batch(self, batch, cache: Optional[DescriptorCache], pipeline,
                       generator: Optional[torch.Generator]):
         """-> (outputs (pred, intermediate), meta, images or None, descriptors)."""
@@ -83,7 +89,7 @@ class KeypointTrainer(BaseTrainer):
         for batch_index, batch in progress:
             outputs, meta, _, _ = self.forward_batch(batch, self.train_cache, self.train_pipeline,
                                                      self.augment_generator)
-            value = self.optimize(self.compute_loss(outputs, meta, batch_index))
+            value = self.optimize(self.compute_loss(outputs, meta, epoch, batch_index))
             count = outputs[0].shape[0]
             self._accumulate(sums, "loss", value, 1)
             for metric in self.metrics:
@@ -115,7 +121,7 @@ class KeypointTrainer(BaseTrainer):
         for batch_index, batch in self.batches(self.valid_loader):
             outputs, meta, images, feats = self.forward_batch(
                 batch, self.valid_cache, self.valid_pipeline, generator)
-            loss = self.compute_loss(outputs, meta, batch_index)
+            loss = self.compute_loss(outputs, meta, epoch, batch_index, "validation")
             self._accumulate(sums, "val_loss", loss.item(), 1)
             for metric in self.metrics:
                 self._accumulate(sums, f"val_{metric.__name__}", metric(outputs, meta),

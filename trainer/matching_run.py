@@ -1,4 +1,5 @@
 """The matching evaluation of an embedding, as run by train.py and test_matching.py."""
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -6,29 +7,75 @@ from typing import Optional
 
 import torch
 
+from base.base_dataset import MissingDataError
+from data_loader.celeba import CelebAPrunedAligned_MAFLVal
 from data_loader.registry import DATASETS
-from trainer.builders import build_dataset
+from trainer.builders import build_dataset, resolve_dataset
 from utils.matching import evaluate_matching, format_matching_table
+from utils.registry import ConfigError
 
 _logger = logging.getLogger(__name__)
+DEFAULT_EVAL_DATA = "MAFLAligned"  # test_matching.py's default, as in the original
 
 
-def build_matching_dataset(config, config_path, eval_data: Optional[str] = None):
-    """The test split of ``eval_data`` (default: the config's dataset, whose CelebA test
-    split for matching is the MAFL test set), with keypoints and no augmentation."""
-    if eval_data is not None and eval_data != config["dataset"]["type"]:
-        DATASETS.get(eval_data)
-        config = {**config, "dataset": {**config["dataset"], "type": eval_data}}
-    return build_dataset(config, config_path, train=False, use_keypoints=True,
-                         do_augmentations=False, val_split="mafl")
+def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
+                           reason: str = "the config's dataset, as at the end of training"):
+    """The test split to match on, with keypoints and no augmentation (SPEC section 6).
+
+    ``eval_data`` None: the config's own dataset, test split (CelebA types: the MAFL
+    test set, ``val_split`` "mafl"), as the matching at the end of training. A dataset
+    type (``test_matching.py`` passes ``MAFLAligned`` by default, as the original did):
+    that type with the config's ``dataset.args`` it takes (root, imwidth, crop, ...);
+    for a config whose dataset reads the CelebA layout (``CelebAPrunedAligned_MAFLVal``
+    and its subclasses) MAFLAligned's test split is that dataset's MAFL test split,
+    read by the config's type.
+    Logs which dataset and split is evaluated and why (``reason``). Raises
+    :class:`ConfigError` for an unknown type; a ``MissingDataError`` of another type
+    than the config's adds that ``--eval_data`` picks the dataset.
+    """
+    own_type = config["dataset"]["type"]
+    note = ""
+    if eval_data == DEFAULT_EVAL_DATA and issubclass(resolve_dataset(config, config_path),
+                                                      CelebAPrunedAligned_MAFLVal):
+        # the same CelebA layout and MAFL test list, read by the config's own type (which
+        # may write its data on first use, as SyntheticFaces does)
+        eval_data = own_type
+        note = f"; the MAFL test list that {DEFAULT_EVAL_DATA} reads, read by {own_type}"
+    if eval_data is not None and eval_data != own_type:
+        try:
+            constructor = DATASETS.get(eval_data)
+        except ConfigError as err:
+            raise ConfigError(f"--eval_data: {err}") from None
+        accepted = inspect.signature(constructor).parameters
+        given = config["dataset"].get("args", {})
+        args = {k: v for k, v in given.items() if k in accepted}
+        dropped = sorted(set(given) - set(args))
+        if dropped:
+            note = f"; dataset.args {', '.join(dropped)} of {own_type} do not apply"
+        config = {**config, "dataset": {"type": eval_data, "args": args}}
+    try:
+        dataset = build_dataset(config, config_path, train=False, use_keypoints=True,
+                                do_augmentations=False, val_split="mafl")
+    except MissingDataError as err:
+        if config["dataset"]["type"] == own_type:
+            raise
+        raise MissingDataError(f"{err}; {config['dataset']['type']} is evaluated ({reason}): "
+                               f"pass --eval_data {own_type} to evaluate the config's own "
+                               f"dataset") from None
+    split = "MAFL test" if getattr(dataset, "val_split", None) == "mafl" else "test"
+    _logger.info("matching evaluation on %s, %s split, root %s (%s%s)", config["dataset"]["type"],
+                 split, getattr(dataset, "root", "-"), reason, note)
+    return dataset
 
 
 def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Optional[Path],
                  device: torch.device, num_workers: Optional[int] = 0, vis: bool = False,
-                 eval_data: Optional[str] = None, output_dir: Optional[Path] = None) -> dict:
-    """Evaluate, log the table and write ``matching.json`` (and ``matching.png`` with
-    ``vis``) beside the checkpoint (or into ``output_dir``)."""
-    dataset = build_matching_dataset(config, config_path, eval_data)
+                 eval_data: Optional[str] = None, output_dir: Optional[Path] = None,
+                 reason: str = "the config's dataset, as at the end of training") -> dict:
+    """Evaluate on :func:`build_matching_dataset` (``eval_data``, ``reason``), log the
+    table and write ``matching.json`` (and ``matching.png`` with ``vis``) beside the
+    checkpoint (or into ``output_dir``)."""
+    dataset = build_matching_dataset(config, config_path, eval_data, reason)
     out_dir = Path(output_dir) if output_dir else (Path(checkpoint).parent if checkpoint else None)
     vis_path = str(out_dir / "matching.png") if (vis and out_dir) else None
     if out_dir is not None:
@@ -37,6 +84,7 @@ def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Opti
                                vis_path=vis_path)
     result["checkpoint"] = str(checkpoint) if checkpoint else None
     result["dataset"] = type(dataset).__name__
+    result["dataset_root"] = str(getattr(dataset, "root", ""))
     _logger.info("matching on %d image pairs of %s:\n%s", result["num_image_pairs"],
                  result["dataset"], format_matching_table(result))
     _logger.info("Mean Pixel Error (same-identity): %.4f", result["same_identity"])

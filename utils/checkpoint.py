@@ -8,7 +8,8 @@ released checkpoints, whose pickled config needs the original code, are read thr
 the restricted unpickler of :mod:`utils.released_checkpoint`.
 
 :func:`load_weights_into` is the one way weights enter a network (``--resume``,
-``finetune_from``, ``test_matching.py``): it picks the part of the checkpoint that fits
+``finetune_from``, ``test_matching.py``, ``test_keypoints.py``), from any of the three
+kinds (ours, released, a bare state dict): it picks the part of the checkpoint that fits
 (``module.`` prefixes, an embedding inside a regressor checkpoint) and fails with the
 names that do not fit and what the checkpoint looks like.
 """
@@ -78,12 +79,15 @@ def _first_line(err: BaseException) -> str:
 
 
 def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
-    """Read a checkpoint of this project (``weights_only=True``) or a released DVE one.
+    """Read a checkpoint of this project (``weights_only=True``), a released DVE one, or a
+    bare state dict.
 
     A released checkpoint (its pickle names classes of the original code) is read by the
     restricted unpickler; only ``state_dict``, ``epoch`` and ``arch`` are returned, with
-    ``released: True``. A file that is missing, damaged, not a checkpoint or whose pickle
-    asks to run code raises :class:`CheckpointError`; nothing from it is executed.
+    ``released: True``. A bare state dict (``torch.save(model.state_dict())``, what most
+    repositories publish) is returned as ``{"state_dict": it, "epoch": None, "bare":
+    True}``. A file that is missing, damaged, not a checkpoint or whose pickle asks to
+    run code raises :class:`CheckpointError`; nothing from it is executed.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,9 +99,29 @@ def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
     except Exception as err:  # truncated archive, not a torch file, ...
         raise CheckpointError(f"{path} is not a loadable checkpoint (truncated, corrupt or "
                               f"not written by torch.save): {_first_line(err)}") from None
+    if is_bare_state_dict(state):
+        return {"state_dict": state, "epoch": None, "bare": True}
     if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
-        raise CheckpointError(f"{path} is not a checkpoint: no 'state_dict' entry")
+        raise CheckpointError(f"{path} is not a checkpoint: neither a 'state_dict' entry nor "
+                              f"a state dict (names -> tensors)")
     return state
+
+
+def is_bare_state_dict(value: Any) -> bool:
+    """Whether ``value`` is what ``torch.save(model.state_dict())`` writes: a non-empty
+    mapping of parameter names to tensors."""
+    return (isinstance(value, dict) and bool(value) and "state_dict" not in value
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()))
+
+
+def require_resumable(state: Dict[str, Any], path) -> None:
+    """Raise :class:`CheckpointError` if ``state`` (from :func:`load_checkpoint`) holds
+    only weights (a bare state dict): training cannot continue without an epoch and an
+    optimizer state, but it can start from those weights."""
+    if state.get("bare"):
+        raise CheckpointError(f"--resume {path}: a bare state dict (weights only: no epoch, "
+                              f"optimizer or config) cannot be resumed; start a new run from "
+                              f"its weights with \"finetune_from\": \"{path}\" in the config")
 
 
 def _load_released(path: Path, map_location) -> Dict[str, Any]:
@@ -236,6 +260,7 @@ def load_weights_into(network: nn.Module, path, device, source: str = "checkpoin
     if missing or reshaped or unexpected:
         raise CheckpointError(_mismatch_message(path, source, target, missing, unexpected,
                                                 reshaped, prefix, state["state_dict"]))
-    _logger.info("loaded the weights of %s%s (epoch %s) into %s", path,
-                 f" under '{prefix}'" if prefix else "", state.get("epoch"), type(network).__name__)
+    origin = "a bare state dict" if state.get("bare") else f"epoch {state.get('epoch')}"
+    _logger.info("loaded the weights of %s%s (%s) into %s", path,
+                 f" under '{prefix}'" if prefix else "", origin, type(network).__name__)
     return state

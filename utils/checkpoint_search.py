@@ -36,11 +36,27 @@ def find_checkpoint(pattern) -> Optional[Path]:
     return max(candidates, key=order) if candidates else None
 
 
+def training_config_for(pattern, configs_dir: Path = Path("configs")) -> Optional[Path]:
+    """The config whose run writes under ``pattern``: the experiment folder after
+    ``models/`` (``saved/models/synthetic-smallnet-16d-dve/...``) is named
+    ``<config folder>-<config stem>``; None when no config in ``configs_dir`` matches."""
+    parts = Path(str(pattern)).parts
+    if "models" not in parts[:-1]:
+        return None
+    experiment = parts[parts.index("models") + 1]
+    matches = [path for path in sorted(configs_dir.glob("*/*.json"))
+               if f"{path.parent.name}-{path.stem}" == experiment]
+    return matches[0] if matches else None
+
+
 def require_checkpoint(pattern) -> Path:
-    """``find_checkpoint`` or a one-line error naming ``finetune_from``."""
+    """``find_checkpoint`` or a one-line error naming ``finetune_from`` and, where a config
+    of ``configs/`` trains that experiment, the command that does."""
     found = find_checkpoint(pattern)
     if found is None:
+        config = training_config_for(pattern)
+        remedy = (f"train it first: python train.py --config {config}" if config is not None
+                  else "train that model first or fix the path")
         raise FileNotFoundError(f"finetune_from: no checkpoint at '{pattern}' (a file, a "
-                                f"folder of runs or a glob); train that model first or fix the "
-                                f"path")
+                                f"folder of runs or a glob); {remedy}")
     return found

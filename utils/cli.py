@@ -1,13 +1,14 @@
-"""What the command-line scripts share: where the config comes from, and user errors."""
+"""What the command-line scripts share: where the config comes from and the run seeds."""
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from utils.checkpoint import CheckpointError
 from utils.config import apply_overrides, load_config
-from utils.errors import USER_ERRORS, report_user_error  # noqa: F401  (re-exported)
 from utils.registry import ConfigError
 
+_logger = logging.getLogger(__name__)
+DEFAULT_SEED = 0
 
 
 def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
@@ -19,6 +20,9 @@ def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
         config = load_config(path)
     elif state is not None:
         config = state.get("config")
+        if state.get("bare"):
+            raise CheckpointError(f"{checkpoint} is a bare state dict (weights only, no "
+                                  f"config); pass --config CONFIG.json as well")
         if not isinstance(config, dict):
             raise CheckpointError(f"{checkpoint} stores no readable config (a released DVE "
                                   f"checkpoint keeps it as a pickled object, which is not "
@@ -28,3 +32,25 @@ def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
         raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT, whose stored "
                           "config is then used)")
     return apply_overrides(config, overrides, path), path
+
+
+def resolve_seeds(cli_seeds: Optional[str], config: Dict[str, Any], path) -> List[int]:
+    """The run seeds: ``--seeds`` when given (it wins), else the config's ``seed``, else
+    0; logs which and why. Raises :class:`ConfigError` for a malformed ``--seeds``."""
+    if cli_seeds is not None:
+        try:
+            seeds = [int(s) for s in str(cli_seeds).split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {cli_seeds}: expected comma-separated integers, "
+                              f"e.g. --seeds 0,1,2") from None
+        if not seeds:
+            raise ConfigError("--seeds is empty; give comma-separated integers, e.g. 0,1,2")
+        ignored = f" (the config's seed {config['seed']} is overridden)" if "seed" in config else ""
+        _logger.info("seeds %s from --seeds%s", seeds, ignored)
+        return seeds
+    if "seed" in config:
+        _logger.info("seed %d from the config's seed key (%s); --seeds overrides it",
+                     config["seed"], path)
+        return [int(config["seed"])]
+    _logger.info("seed %d (the default: no --seeds and no seed key in %s)", DEFAULT_SEED, path)
+    return [DEFAULT_SEED]

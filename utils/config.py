@@ -1,4 +1,5 @@
 """Reading, overriding and checking JSON configs of the original DVE schema (SPEC section 7)."""
+import contextlib
 import copy
 import inspect
 import json
@@ -7,22 +8,34 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional
 
+from utils.errors import UserError
 from utils.registry import ConfigError, Registry
 
 _logger = logging.getLogger(__name__)
 
-# Top-level keys of the original schema; anything else is a typo and an error.
+# Top-level keys of the original schema (SPEC section 7) that act here, plus this
+# project's ``name`` (the experiment folder) and ``seed`` (the default run seed).
 KNOWN_KEYS = frozenset({
     "name", "n_gpu", "batch_size", "bias_lr", "arch", "dataset", "warper", "optimizer",
     "loss", "loss_args", "metrics", "visualizations", "lr_scheduler", "trainer",
     "finetune_from", "keypoint_regressor", "keypoint_regressor_upsample",
-    "cache_descriptors", "warp_val", "restrict_annos", "fold_corr", "profile", "vis",
-    "disable_workers", "collate_fn", "seed", "matching",
+    "cache_descriptors", "warp_val", "restrict_annos", "seed",
 })
+# Keys the original configs carry that have no effect here, and why (logged once per run).
+IGNORED_KEYS = {
+    "fold_corr": "the command line decides (-f/--folded_correlation), as in the original",
+    "profile": "the command line decides (-p/--profile), as in the original",
+    "vis": "the command line decides (--vis), as in the original",
+    "disable_workers": "the command line decides (--disable_workers), as in the original",
+    "collate_fn": "the loaders here assemble batches themselves",
+    "keypoint_regressor.softmaxarg_mul": "a misspelling the original never read; "
+                                         "keypoint_regressor.args.softargmax_mul is used",
+}
 REQUIRED_KEYS = ("arch", "dataset", "optimizer", "loss", "trainer")
+# ``num_workers`` is this project's addition; the others are the original's.
 KNOWN_TRAINER_KEYS = frozenset({
     "epochs", "save_dir", "save_period", "verbosity", "monitor", "early_stop",
-    "tensorboardX", "tensorboard", "log_dir", "num_workers", "log_step",
+    "tensorboardX", "log_dir", "num_workers",
 })
 
 
@@ -40,20 +53,40 @@ def load_config(path) -> Dict[str, Any]:
 
 
 def check_config(config: Dict[str, Any], path) -> None:
-    """Reject unknown top-level or trainer keys and missing required blocks."""
+    """Reject unknown top-level or trainer keys and missing required blocks.
+
+    Keys the original configs carry without effect here (:data:`IGNORED_KEYS`) are
+    accepted; ``utils.config_values.log_ignored_keys`` says so once per run.
+    """
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: the config must be a JSON object")
     for key in config:
-        if key not in KNOWN_KEYS:
+        if key not in KNOWN_KEYS and key not in IGNORED_KEYS:
             raise ConfigError(f"{path}: unknown config key '{key}'; valid keys: "
-                              f"{', '.join(sorted(KNOWN_KEYS))}")
+                              f"{', '.join(sorted(KNOWN_KEYS | set(IGNORED_KEYS)))}")
     for key in REQUIRED_KEYS:
         if key not in config:
             raise ConfigError(f"{path}: missing required key '{key}'")
+    if not isinstance(config["trainer"], dict):
+        raise ConfigError(f"{path}: trainer must be an object, e.g. {{\"epochs\": 100}}")
     for key in config["trainer"]:
         if key not in KNOWN_TRAINER_KEYS:
             raise ConfigError(f"{path}: unknown key 'trainer.{key}'; valid keys: "
                               f"{', '.join(sorted(KNOWN_TRAINER_KEYS))}")
+
+
+@contextlib.contextmanager
+def as_config_error(path, what: str):
+    """Report a ``ValueError`` or ``TypeError`` raised while building ``what`` from the
+    config (a constructor refusing a value) as a one-line :class:`ConfigError` naming
+    the file; errors that already are user errors pass through."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (TypeError, ValueError) as err:
+        text = str(err).strip().splitlines()
+        raise ConfigError(f"{path}: {what}: {text[0] if text else type(err).__name__}") from None
 
 
 def parse_override(text: str):
@@ -118,7 +151,8 @@ def build_block(registry: Registry, config: Dict[str, Any], block: str, path,
                 **extra) -> Any:
     """Build ``config[block]`` with its args plus ``extra`` keyword arguments."""
     constructor = resolve_block(registry, config, block, path, reserved=extra)
-    return constructor(**config[block].get("args", {}), **extra)
+    with as_config_error(path, f"{block} {config[block]['type']}"):
+        return constructor(**config[block].get("args", {}), **extra)
 
 
 def experiment_name(config_path, config: Optional[Dict[str, Any]] = None) -> str:

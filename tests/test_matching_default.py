@@ -1,0 +1,60 @@
+"""``test_matching.py`` without ``--eval_data`` evaluates the MAFL test set (MAFLAligned,
+test split) whatever the config's dataset, with the config's root, imwidth and crop, as
+the original script did; ``--eval_data`` picks another dataset."""
+import json
+import logging
+
+import test_matching
+
+BASE_ARGS = ["--device", "cpu"]
+
+
+def with_dataset(path, name, dataset_type, **args):
+    config = json.loads(path.read_text())
+    config["dataset"]["type"] = dataset_type
+    config["dataset"]["args"] = {k: v for k, v in config["dataset"]["args"].items()
+                                 if k in ("root", "imwidth", "crop")} | args
+    out = path.with_name(f"{name}.json")
+    out.write_text(json.dumps(config))
+    return out
+
+
+def untrained_matching(config, out, *extra):
+    """The seeded untrained network's matching result (no --resume: fast, deterministic)."""
+    assert test_matching.main(["--config", str(config), *BASE_ARGS, "--output_dir", str(out),
+                               *extra]) == 0
+    return json.loads((out / "matching.json").read_text())
+
+
+def test_the_default_is_the_mafl_test_set_whatever_the_config_dataset(tmp_path, tiny_config,
+                                                                      caplog):
+    caplog.set_level(logging.INFO)
+    synthetic = tiny_config(tmp_path, epochs=1)  # SyntheticFaces: writes a CelebA layout
+    by_default = untrained_matching(synthetic, tmp_path / "default")
+    # An ImageFolder config on the same root: its own test split has no keypoints; the
+    # default must read the MAFL test list of that root instead.
+    folder = with_dataset(synthetic, "folder", "ImageFolder", val_fraction=0.5)
+    from_folder = untrained_matching(folder, tmp_path / "folder")
+    explicit = with_dataset(synthetic, "mafl", "MAFLAligned")
+    from_mafl = untrained_matching(explicit, tmp_path / "mafl", "--eval_data", "MAFLAligned")
+    assert by_default["num_image_pairs"] == 3  # the 6 MAFL test images of TINY_DATA
+    for key in ("same_identity", "different_identity"):
+        assert by_default[key] == from_folder[key] == from_mafl[key]
+    assert from_folder["dataset"] == "MAFLAligned"
+    messages = [r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("matching evaluation on")]
+    assert len(messages) == 3
+    assert "MAFL test split" in messages[0] and "default of test_matching.py" in messages[0]
+    assert messages[1].startswith("matching evaluation on MAFLAligned, test split, root")
+    assert "dataset.args val_fraction of ImageFolder do not apply" in messages[1]
+
+
+def test_a_root_without_mafl_lists_says_to_pass_eval_data(tmp_path, tiny_config, caplog, capsys):
+    (tmp_path / "faces").mkdir()
+    config = with_dataset(tiny_config(tmp_path, epochs=1), "folder", "ImageFolder",
+                          root=str(tmp_path / "faces"))
+    assert test_matching.main(["--config", str(config), *BASE_ARGS]) == 2
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert str(tmp_path / "faces") in message and "not found" in message
+    assert message.endswith("pass --eval_data ImageFolder to evaluate the config's own dataset")
+    assert "\n" not in message and "Traceback" not in capsys.readouterr().err
