@@ -18,6 +18,12 @@ class SyntheticFaces(CelebAPrunedAligned_MAFLVal):
         num_train_identities, num_test_identities, images_per_identity, num_val_images,
         num_mafl_train, num_mafl_test, seed: the generated dataset (regenerated when they
             change); train = the split-0 images that are not in MAFL training.
+        texture_strength: scales each identity's fine texture (a finite number >= 0; also
+            regenerates the data when changed): skin-noise amplitude x s plus a
+            mid-frequency component, freckle radius x s**(2/3) and darkness, extra
+            freckles and moles above 1, hair strand width x sqrt(s); 1.0 is the original
+            texture, 0 none (``data_loader.synthetic.texture`` has the table). A copy
+            written before this argument existed counts as 1.0.
         (other arguments: see ``CelebAPrunedAligned_MAFLVal``; val_split defaults to
         "mafl", the held-out identities used by the matching evaluation.)
     """
@@ -26,11 +32,11 @@ class SyntheticFaces(CelebAPrunedAligned_MAFLVal):
                  use_keypoints=False, do_augmentations=True, use_hq_ims=True,
                  val_split="mafl", val_size=2000, num_train_identities=300,
                  num_test_identities=60, images_per_identity=10, num_val_images=100,
-                 num_mafl_train=1000, num_mafl_test=300, seed=0):
+                 num_mafl_train=1000, num_mafl_test=300, seed=0, texture_strength=1.0):
         ensure_synthetic_celeba(
             root, num_train_identities=num_train_identities,
             num_test_identities=num_test_identities, images_per_identity=images_per_identity,
             num_val_images=num_val_images, num_mafl_train=num_mafl_train,
-            num_mafl_test=num_mafl_test, seed=seed)
+            num_mafl_test=num_mafl_test, seed=seed, texture_strength=texture_strength)
         super().__init__(root, train, imwidth, crop, use_keypoints, do_augmentations,
                          use_hq_ims, val_split, val_size)

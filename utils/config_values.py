@@ -107,6 +107,8 @@ SETTINGS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "dataset.args.val_split": (lambda v: v in ("celeba", "mafl"), "\"celeba\" or \"mafl\""),
     "dataset.args.val_size": (positive_integer, "a positive integer (images)"),
     "dataset.args.use_minival": _FLAG,
+    "dataset.args.texture_strength": (non_negative_number, "a finite number >= 0 (SyntheticFaces: "
+                                      "1.0 the original texture), e.g. 2.0"),
 }
 
 

@@ -5,8 +5,9 @@ CelebA landmarks (eye centres, nose tip, mouth corners) are known exactly becaus
 are the points the features are drawn at. Identities differ in geometry (face shape,
 eye spacing, nose length, mouth width, ...) and in fine appearance (skin noise,
 freckles and moles at fixed face-relative places, hair colour, style and strands,
-glasses, background); each image of an identity adds a pose (rotation, translation,
-scale, a little fake yaw), an expression, lighting and blur or noise.
+glasses, background; the fine texture scaled by ``texture_strength``); each image of an
+identity adds a pose (rotation, translation, scale, a little fake yaw), an expression,
+lighting and blur or noise.
 
 ``write_synthetic_celeba(root)`` writes the layout of SPEC section 5 (images, landmarks,
 partition, MAFL lists and ``Anno/identity_CelebA.txt``); ``ensure_synthetic_celeba``
@@ -17,12 +18,14 @@ that folder that finds it missing (configs/synthetic-keypoints/*.json).
 
 Public pieces: ``sample_identity`` / ``sample_variation`` (plain-data ``FaceIdentity``
 and ``FaceVariation``), ``FaceRenderer(identity).render(variation)``, ``synthetic_face``
-(one image as written to disk), ``contact_sheet`` (tiles with landmarks, for a look).
+(one image as written to disk), ``contact_sheet`` (tiles, with landmarks if given).
 
 Modules: ``identity`` (what is sampled, and the seeding), ``canvas`` (drawing coordinates
-and primitives), ``layers`` (an identity's fixed background and hair), ``renderer``
-(``FaceRenderer``: the face features and one image), ``camera`` (pose warp and
-photometric degradation), ``writer`` (the CelebA layout on disk).
+and primitives), ``layers`` (an identity's fixed background and hair), ``texture`` (skin
+noise, freckles and moles, and how ``texture_strength`` scales the fine texture),
+``renderer`` (``FaceRenderer``: the face features and one image), ``camera`` (pose warp
+and photometric degradation), ``writer`` (the CelebA layout on disk). docs/synthetic-faces.md
+describes the generator.
 """
 from data_loader.synthetic.canvas import DEBUG_COLOUR, IMAGE_SIZE
 from data_loader.synthetic.identity import (NEUTRAL, FaceIdentity, FaceVariation, identity_rng,

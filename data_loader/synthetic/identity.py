@@ -8,7 +8,9 @@ dataclasses drawn by ``sample_identity`` / ``sample_variation`` from a
 Determinism: the identity ``i`` comes from ``default_rng([seed, 0, i])`` and its image
 ``k`` from ``default_rng([seed, 1, i, k])`` (``identity_rng`` / ``image_rng``; numpy's
 global RNG is never used), so an image does not depend on the order or the process it is
-drawn in.
+drawn in. An identity's fixed layers (background, hair strands, skin noise, spots) draw
+from ``default_rng(texture_seed)``, and what a ``texture_strength`` above 1 adds from
+streams of their own (``texture``).
 """
 from __future__ import annotations
 

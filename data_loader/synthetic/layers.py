@@ -35,8 +35,10 @@ def _background(ident: FaceIdentity, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(pixels).resize(_CANVAS, Image.BILINEAR)
 
 
-def _hair_texture(ident: FaceIdentity, rng: np.random.Generator) -> Image.Image:
-    """The identity's hair colour with strands flowing from the crown (canvas size)."""
+def _hair_texture(ident: FaceIdentity, rng: np.random.Generator,
+                  width_scale: float = 1.0) -> Image.Image:
+    """The identity's hair colour with strands flowing from the crown (canvas size), each
+    U(0.5, 1.0) frame pixels wide times ``width_scale``."""
     layer = Image.new("RGB", _CANVAS, _rgb(ident.hair))
     draw = ImageDraw.Draw(layer)
     crown = np.array([ident.face_cx + ident.parting * 0.35 * ident.face_a,
@@ -49,7 +51,7 @@ def _hair_texture(ident: FaceIdentity, rng: np.random.Generator) -> Image.Image:
     end = start + (length / np.linalg.norm(direction, axis=1))[:, None] * direction
     bend = (start + end) / 2 + rng.normal(0, 8, (count, 2)) + (0, -10)
     shade = rng.choice([0.62, 0.78, 1.22, 1.4], count)
-    width = rng.uniform(0.5, 1.0, count)
+    width = rng.uniform(0.5, 1.0, count) * width_scale
     t = np.linspace(0, 1, 14)[None, :, None]
     curves = (1 - t) ** 2 * start[:, None] + 2 * (1 - t) * t * bend[:, None] + t ** 2 * end[:, None]
     dark_hair = sum(ident.hair) <= 90  # shading black hair would not show: lighten instead

@@ -10,11 +10,11 @@ from PIL import Image, ImageDraw
 
 from data_loader.synthetic.camera import _inverse_affine, _photometric, _pose
 from data_loader.synthetic.canvas import (DEBUG_COLOUR, IMAGE_SIZE, _CANVAS, _MARGIN, _SCALE,
-                                          _bezier, _ellipse, _face_outline, _frame_grid, _px,
-                                          _rgb, _smooth_noise, _to_canvas)
+                                          _bezier, _ellipse, _px, _rgb, _to_canvas)
 from data_loader.synthetic.identity import (NEUTRAL, FaceIdentity, FaceVariation, identity_rng,
                                             image_rng, sample_identity, sample_variation)
 from data_loader.synthetic.layers import _background, _hair_masks, _hair_texture
+from data_loader.synthetic.texture import TextureScale, draw_spots, paste_skin
 
 
 class FaceRenderer:
@@ -22,12 +22,19 @@ class FaceRenderer:
 
     Args:
         identity: the person, from ``sample_identity``.
+        texture_strength: scales the identity's fine texture (skin noise, freckles, moles,
+            hair strand width; ``data_loader.synthetic.texture``); 1.0 is the original
+            texture, 0 none.
+
+    Raises:
+        ValueError: ``texture_strength`` is not a finite number >= 0.
     """
 
-    def __init__(self, identity: FaceIdentity):
+    def __init__(self, identity: FaceIdentity, texture_strength: float = 1.0):
         self.identity = identity
+        self.texture = TextureScale(texture_strength)
         rng = np.random.default_rng(identity.texture_seed)
-        self.hair_layer = _hair_texture(identity, rng)
+        self.hair_layer = _hair_texture(identity, rng, self.texture.strand_width)
         back, cap = _hair_masks(identity)
         self.base = self._base_layer(rng, back)
         self.cap = None  # (hair pixels, mask, top-left corner) of the hair in front
@@ -39,7 +46,8 @@ class FaceRenderer:
 
     # ---- identity layers
     def _base_layer(self, rng: np.random.Generator, back: Optional[np.ndarray]) -> Image.Image:
-        """Background, long hair (polygon ``back``), neck, clothes, ears, textured skin."""
+        """Background, long hair (polygon ``back``), neck, clothes, ears, textured skin,
+        freckles and moles."""
         ident = self.identity
         canvas = _background(ident, rng)
         draw = ImageDraw.Draw(canvas)
@@ -71,55 +79,9 @@ class FaceRenderer:
                 strip = [(hx - side * 4, ident.eye_y - 14), (hx + side * 4, ident.eye_y - 12),
                          (hx + side * 3, ident.eye_y + 10), (hx - side * 3, ident.eye_y + 6)]
                 draw.polygon(_to_canvas(strip), fill=_rgb(ident.hair))
-        self._paste_skin(canvas, rng)
-        draw = ImageDraw.Draw(canvas)
-        for _ in range(ident.freckles):  # at fixed face-relative places: cheeks and nose
-            fx = cx + rng.normal(0, 0.35 * a)
-            fy = ident.eye_y + 12 + rng.normal(0, 6)
-            r = rng.uniform(0.4, 0.9)
-            draw.ellipse(_to_canvas([(fx - r, fy - r), (fx + r, fy + r)]),
-                         fill=_rgb(ident.skin, rng.uniform(0.7, 0.85)))
-        neutral = self.landmarks_in_frame(NEUTRAL)
-        for _ in range(ident.moles):
-            spot = np.array([cx + rng.uniform(-0.75, 0.75) * a, cy + rng.uniform(-0.6, 0.75) * b])
-            r = rng.uniform(0.8, 1.6)
-            if np.linalg.norm(neutral - spot, axis=1).min() > 9:  # not on a landmark
-                draw.ellipse(_to_canvas([spot - r, spot + r]), fill=_rgb(ident.skin, 0.45))
+        paste_skin(canvas, ident, rng, self.texture)
+        draw_spots(canvas, ident, rng, self.landmarks_in_frame(NEUTRAL), self.texture)
         return canvas
-
-    def _paste_skin(self, canvas: Image.Image, rng: np.random.Generator) -> None:
-        """The face: skin colour x shading x the identity's noise, inside the outline."""
-        ident = self.identity
-        cx, cy, a, b = ident.face_cx, ident.face_cy, ident.face_a, ident.face_b
-        outline = np.asarray(_to_canvas(_face_outline(ident)))
-        x0, y0 = np.floor(outline.min(0)).astype(int) - 1
-        x1, y1 = np.ceil(outline.max(0)).astype(int) + 2
-        box = (int(x0), int(y0), int(x1), int(y1))
-        x, y = _frame_grid(box)  # (H, W) frame coordinates of the box's pixels
-        size = (x.shape[1], x.shape[0])
-        rr2 = ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2
-        shade = 1.0 - 0.28 * np.clip(rr2, 0, 1) ** 2
-        texture = 1.0 + ident.skin_texture * (_smooth_noise(rng, (5, 6), size)
-                                              + 0.5 * _smooth_noise(rng, (22, 28), size))
-        grain_shape = (-(-size[1] // _SCALE), -(-size[0] // _SCALE))  # one per image pixel
-        grain = np.kron(rng.normal(0, 0.025, grain_shape).astype(np.float32),
-                        np.ones((_SCALE, _SCALE), np.float32))[:size[1], :size[0]]
-        texture += grain
-        if ident.facial_hair == "stubble":
-            jaw = np.clip((y - ident.eye_y - ident.nose_len - 6) / 8.0, 0, 1) \
-                * np.clip(1.3 - np.abs(x - cx) / a, 0, 1)
-            dots = np.kron(rng.uniform(0, 1, grain_shape) < 0.4,
-                           np.ones((_SCALE, _SCALE), bool))[:size[1], :size[0]]
-            texture *= 1 - jaw * (0.08 + 0.2 * dots)
-        skin = np.array(ident.skin, np.float32) * (shade * texture)[..., None]
-        if ident.blush > 0:
-            for side in (-1, 1):  # cheeks
-                d2 = ((x - cx - side * 0.55 * a) ** 2 + (y - ident.eye_y - 20) ** 2) / 120.0
-                redden = np.array([40, -25, -20], np.float32)
-                skin += (ident.blush * np.exp(-d2))[..., None] * redden
-        mask = Image.new("L", size, 0)
-        ImageDraw.Draw(mask).polygon([tuple(p) for p in outline - (x0, y0)], fill=255)
-        canvas.paste(Image.fromarray(np.clip(skin, 0, 255).astype(np.uint8)), box[:2], mask)
 
     # ---- per-image features
     def landmarks_in_frame(self, var: FaceVariation) -> np.ndarray:
@@ -296,24 +258,26 @@ class FaceRenderer:
         return image, landmarks
 
 
-def synthetic_face(seed: int, identity_id: int, image_index: int,
-                   debug: bool = False) -> Tuple[Image.Image, np.ndarray]:
-    """The image ``image_index`` of identity ``identity_id`` for ``seed`` (as written to disk)."""
-    renderer = FaceRenderer(sample_identity(identity_rng(seed, identity_id)))
+def synthetic_face(seed: int, identity_id: int, image_index: int, debug: bool = False,
+                   texture_strength: float = 1.0) -> Tuple[Image.Image, np.ndarray]:
+    """The image ``image_index`` of identity ``identity_id`` for ``seed`` (as written to disk
+    with that ``texture_strength``): (178 x 218 RGB image, (5, 2) landmarks in its pixels)."""
+    renderer = FaceRenderer(sample_identity(identity_rng(seed, identity_id)), texture_strength)
     return renderer.render(sample_variation(image_rng(seed, identity_id, image_index)), debug)
 
 
-def contact_sheet(images: Sequence[Image.Image], landmarks: Sequence[np.ndarray],
+def contact_sheet(images: Sequence[Image.Image], landmarks: Optional[Sequence[np.ndarray]] = None,
                   columns: int = 4) -> Image.Image:
-    """Tile images with their landmarks drawn (red eyes, green nose, blue mouth)."""
+    """Tile same-sized images row by row, ``columns`` a row, with their (5, 2) landmarks
+    (pixels of each image) drawn when given (red eyes, green nose, blue mouth)."""
     w, h = images[0].size
     rows = -(-len(images) // columns)
     sheet = Image.new("RGB", (w * columns, h * rows), (0, 0, 0))
     colours = [(255, 0, 0), (255, 0, 0), (0, 255, 0), (0, 90, 255), (0, 90, 255)]
-    for i, (image, points) in enumerate(zip(images, landmarks)):
+    for i, image in enumerate(images):
         tile = image.copy()
         draw = ImageDraw.Draw(tile)
-        for (x, y), colour in zip(points, colours):
+        for (x, y), colour in zip(landmarks[i] if landmarks is not None else (), colours):
             draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], outline=colour)
         sheet.paste(tile, ((i % columns) * w, (i // columns) * h))
     return sheet

@@ -23,6 +23,7 @@ import numpy as np
 from data_loader.synthetic.identity import (identity_rng, image_rng, sample_identity,
                                             sample_variation)
 from data_loader.synthetic.renderer import FaceRenderer
+from data_loader.synthetic.texture import check_texture_strength
 
 _logger = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ def _plan(num_train_identities, num_test_identities, images_per_identity, num_va
                  mafl_test=test[:num_mafl_test])
 
 
-def _checked_params(**params) -> dict:
-    """The generation parameters as plain ints, after checking them."""
+def _checked_params(texture_strength, **params) -> dict:
+    """The generation parameters as plain ints (``texture_strength`` a float), after
+    checking them."""
+    texture_strength = check_texture_strength(texture_strength)
     for key, value in params.items():
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
             raise ValueError(f"synthetic faces: {key} must be an integer, got {value!r}")
@@ -95,7 +98,8 @@ def _checked_params(**params) -> dict:
         if wanted > available:
             raise ValueError(f"synthetic faces: num_mafl_{kind}={wanted} exceeds the "
                              f"{available} {kind} images")
-    return {key: int(value) for key, value in params.items()}
+    return dict({key: int(value) for key, value in params.items()},
+                texture_strength=texture_strength)
 
 
 def _write_lists(tmp: Path, plan: _Plan, landmarks: np.ndarray) -> None:
@@ -122,7 +126,7 @@ def _progress(total: int):
     return tqdm(total=total, desc="synthetic faces", unit="img", disable=None, leave=False)
 
 
-def _render_all(tmp: Path, plan: _Plan, seed: int) -> np.ndarray:
+def _render_all(tmp: Path, plan: _Plan, seed: int, texture_strength: float) -> np.ndarray:
     hq_dir = tmp / "Img" / "img_align_celeba_hq"
     plain_dir = tmp / "Img" / "img_align_celeba"
     hq_dir.mkdir(parents=True)
@@ -133,7 +137,7 @@ def _render_all(tmp: Path, plan: _Plan, seed: int) -> np.ndarray:
     landmarks = np.zeros((len(plan.names), 5, 2))
     bar = _progress(len(plan.names))
     for identity, positions in by_identity.items():
-        renderer = FaceRenderer(sample_identity(identity_rng(seed, identity)))
+        renderer = FaceRenderer(sample_identity(identity_rng(seed, identity)), texture_strength)
         for position in positions:
             var = sample_variation(image_rng(seed, identity, plan.image_indices[position]))
             image, landmarks[position] = renderer.render(var)
@@ -157,10 +161,17 @@ def _read_marker(root: Path) -> Optional[dict]:
         return None
 
 
+def _recorded_params(marker: dict) -> Optional[dict]:
+    """The parameters a marker records; one written before ``texture_strength`` existed
+    lacks that key and holds the texture of strength 1.0."""
+    params = marker.get("params")
+    return {"texture_strength": 1.0, **params} if isinstance(params, dict) else None
+
+
 def _is_complete(root: Path, params: dict) -> bool:
     marker = _read_marker(root)
-    return bool(marker) and marker.get("format_version") == FORMAT_VERSION \
-        and marker.get("params") == params
+    return isinstance(marker, dict) and marker.get("format_version") == FORMAT_VERSION \
+        and _recorded_params(marker) == params
 
 
 def _is_ours(root: Path) -> bool:
@@ -205,7 +216,8 @@ def _remove_stale_temps(root: Path) -> None:
 def write_synthetic_celeba(root, *, num_train_identities: int = 300,
                            num_test_identities: int = 60, images_per_identity: int = 10,
                            num_val_images: int = 100, num_mafl_train: int = 1000,
-                           num_mafl_test: int = 300, seed: int = 0) -> None:
+                           num_mafl_test: int = 300, seed: int = 0,
+                           texture_strength: float = 1.0) -> None:
     """Write a synthetic CelebA (SPEC section 5 layout) under ``root``, replacing ours.
 
     Splits: ``num_train_identities * images_per_identity`` train images (split 0), then
@@ -214,6 +226,8 @@ def write_synthetic_celeba(root, *, num_train_identities: int = 300,
     disjoint from the others; within each block identities go round-robin, so
     consecutive images always differ in identity. MAFL training is the last
     ``num_mafl_train`` train images, MAFL testing the first ``num_mafl_test`` test images.
+    ``texture_strength`` scales every identity's fine texture (skin noise, freckles,
+    moles, hair strand width; ``data_loader.synthetic.texture``): 1.0 the original, 0 none.
 
     Raises:
         RuntimeError: ``root`` is a non-empty folder that this function did not write.
@@ -222,19 +236,20 @@ def write_synthetic_celeba(root, *, num_train_identities: int = 300,
     params = _checked_params(
         num_train_identities=num_train_identities, num_test_identities=num_test_identities,
         images_per_identity=images_per_identity, num_val_images=num_val_images,
-        num_mafl_train=num_mafl_train, num_mafl_test=num_mafl_test, seed=seed)
+        num_mafl_train=num_mafl_train, num_mafl_test=num_mafl_test, seed=seed,
+        texture_strength=texture_strength)
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir()) and not _is_ours(root)):
         raise _foreign_error(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(root)
     start = time.perf_counter()
-    plan = _plan(**{k: v for k, v in params.items() if k != "seed"})
+    plan = _plan(**{k: v for k, v in params.items() if k not in ("seed", "texture_strength")})
     tmp = root.parent / f"{root.name}{TEMP_INFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
         (tmp / OWNER_NAME).write_text("written by data_loader/synthetic/writer.py\n")
-        landmarks = _render_all(tmp, plan, params["seed"])
+        landmarks = _render_all(tmp, plan, params["seed"], params["texture_strength"])
         _write_lists(tmp, plan, landmarks)
         counts = {name: plan.splits.count(split)
                   for split, name in enumerate(("train", "val", "test"))}
@@ -268,15 +283,18 @@ def _move_into_place(tmp: Path, root: Path, params: dict) -> None:
 def ensure_synthetic_celeba(root, *, num_train_identities: int = 300,
                             num_test_identities: int = 60, images_per_identity: int = 10,
                             num_val_images: int = 100, num_mafl_train: int = 1000,
-                            num_mafl_test: int = 300, seed: int = 0) -> bool:
+                            num_mafl_test: int = 300, seed: int = 0,
+                            texture_strength: float = 1.0) -> bool:
     """Write the synthetic CelebA unless ``root`` already holds it with these parameters.
 
-    Returns True when it generated. Arguments: see ``write_synthetic_celeba``.
+    Returns True when it generated. Arguments: see ``write_synthetic_celeba``; a copy
+    whose marker predates ``texture_strength`` counts as written with 1.0.
     """
     params = _checked_params(
         num_train_identities=num_train_identities, num_test_identities=num_test_identities,
         images_per_identity=images_per_identity, num_val_images=num_val_images,
-        num_mafl_train=num_mafl_train, num_mafl_test=num_mafl_test, seed=seed)
+        num_mafl_train=num_mafl_train, num_mafl_test=num_mafl_test, seed=seed,
+        texture_strength=texture_strength)
     if _is_complete(Path(root), params):
         return False
     write_synthetic_celeba(root, **params)
