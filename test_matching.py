@@ -16,6 +16,7 @@ come from the config's ``dataset.args`` (SPEC section 6).
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import torch
 
@@ -23,6 +24,7 @@ from trainer.builders import build_model
 from trainer.matching_run import DEFAULT_EVAL_DATA, run_matching
 from utils.checkpoint import load_checkpoint, load_weights_into
 from utils.cli import DEFAULT_SEED, run_config
+from utils.config import experiment_name
 from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
 from utils.logging_setup import setup_logging
@@ -39,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval_data", help=f"dataset type to evaluate, test split (default: "
                         f"{DEFAULT_EVAL_DATA}, the MAFL test set, with the config's dataset.args)")
     parser.add_argument("--vis", action="store_true", help="save matching.png with the matches")
-    parser.add_argument("--output_dir", help="where matching.json goes (default: beside the checkpoint)")
+    parser.add_argument("--output_dir", help="where matching.json goes (default: beside the "
+                        "checkpoint; without --resume <trainer.save_dir>/untrained/<experiment>)")
     parser.add_argument("--seed", type=int, help="initialisation seed without --resume "
                         "(default: the config's seed, else 0)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -53,6 +56,13 @@ def embedding_network(network: torch.nn.Module) -> torch.nn.Module:
     if isinstance(network, torch.nn.Sequential) and hasattr(network[0], "wrapped_module"):
         return network[0].wrapped_module
     return network
+
+
+def untrained_output_dir(config, config_path) -> Path:
+    """Where the evaluation of an untrained network goes without ``--output_dir``:
+    ``<trainer.save_dir>/untrained/<experiment name>`` (one folder per config)."""
+    return (Path(config["trainer"].get("save_dir", "saved/")) / "untrained"
+            / experiment_name(config_path, config))
 
 
 def main(argv=None) -> int:
@@ -69,7 +79,8 @@ def main(argv=None) -> int:
             load_weights_into(network, args.resume, device, source="--resume", state=state)
         else:
             _logger.warning("no --resume: evaluating the untrained network (seed %d)", seed)
-        output_dir = args.output_dir or (None if args.resume else "saved/untrained")
+        output_dir = args.output_dir or (
+            None if args.resume else untrained_output_dir(config, config_path))
         reason = ("--eval_data" if args.eval_data else
                   "the default of test_matching.py, as in the original; --eval_data picks another")
         run_matching(embedding_network(network), config, config_path, args.resume, device,

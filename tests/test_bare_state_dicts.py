@@ -91,3 +91,17 @@ def test_bare_states_as_finetune_from_and_for_test_keypoints(tmp_path, tiny_conf
     expected = json.loads((run / "keypoints.json").read_text())
     assert evaluated["inter_ocular_error"] == pytest.approx(expected["inter_ocular_error"],
                                                             rel=1e-5)
+
+
+def test_a_whole_pickled_model_is_refused_with_the_way_to_save_weights(tmp_path, tiny_config,
+                                                                      caplog, capsys):
+    config = tiny_config(tmp_path, epochs=1)
+    whole = tmp_path / "whole.pth"
+    torch.save(SmallNet(8), whole)  # the network object itself, not its state dict
+    with caplog.at_level(logging.ERROR):
+        assert test_matching.main(["--config", str(config), "--resume", str(whole),
+                                   *BASE_ARGS]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(whole) in errors[0]
+    assert "save model.state_dict() instead" in errors[0]
+    assert "Traceback" not in capsys.readouterr().err

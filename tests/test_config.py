@@ -87,7 +87,7 @@ def _write(tmp_path, config):
      "bad.json: arch.args.num_channels is not an argument of SmallNet"),
     (lambda c: c.update(loss="dense_loss"), "bad.json: loss: unknown loss 'dense_loss'; valid names: "),
     (lambda c: c["loss_args"].update(normalise=True),
-     "bad.json: loss.args.normalise is not an argument of dense_correlation_loss_dve"),
+     "bad.json: loss_args.normalise is not an argument of dense_correlation_loss_dve"),
     (lambda c: c["dataset"]["args"].update(imsize=3),
      "bad.json: dataset.args.imsize is not an argument of CelebAPrunedAligned_MAFLVal"),
     (lambda c: c.update(visualizations=["sphere"]), "unknown visualization 'sphere'; valid names: "),
@@ -106,3 +106,17 @@ def test_wrong_names_and_arguments_give_one_line_errors(tmp_path, caplog, edit, 
     assert train.main(["--config", str(path), "--dry-run", "--device", "cpu"]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0]
+
+
+def test_an_unknown_key_from_set_is_blamed_on_set_not_the_file():
+    config = json.loads((ROOT / "configs" / "synthetic" / "smallnet-16d-dve.json").read_text())
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(config, ["trainer.epochs=2", "trainer.epoch=1"], "configs/x.json")
+    assert str(err.value).startswith("--set trainer.epoch=1: unknown key 'trainer.epoch'; ")
+
+
+def test_a_loss_argument_typo_names_loss_args():
+    with pytest.raises(ConfigError) as err:
+        check_arguments(lambda outputs, meta, pow=0.5: None, {"powr": 1}, "loss_args",
+                        "configs/x.json", reserved=("outputs", "meta"))
+    assert str(err.value).startswith("configs/x.json: loss_args.powr is not an argument of ")

@@ -58,3 +58,13 @@ def test_a_root_without_mafl_lists_says_to_pass_eval_data(tmp_path, tiny_config,
     assert str(tmp_path / "faces") in message and "not found" in message
     assert message.endswith("pass --eval_data ImageFolder to evaluate the config's own dataset")
     assert "\n" not in message and "Traceback" not in capsys.readouterr().err
+
+
+def test_an_untrained_evaluation_goes_under_the_save_dir_per_experiment(tmp_path, tiny_config,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory's saved/
+    config = tiny_config(tmp_path / "run")
+    assert test_matching.main(["--config", str(config), "--device", "cpu"]) == 0
+    written = tmp_path / "run" / "saved" / "untrained" / "tiny-smallnet" / "matching.json"
+    assert json.loads(written.read_text())["checkpoint"] is None
+    assert not (tmp_path / "saved").exists()

@@ -40,7 +40,7 @@ def _named(registry: Registry, name: str, key: str, path) -> Callable:
 
 def resolve_loss(config: Dict[str, Any], path) -> Callable:
     loss_fn = _named(LOSSES, config["loss"], "loss", path)
-    check_arguments(loss_fn, config.get("loss_args", {}), "loss", path,
+    check_arguments(loss_fn, config.get("loss_args", {}), "loss_args", path,
                     reserved=("feats", "meta", "outputs"))
     return loss_fn
 

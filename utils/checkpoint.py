@@ -132,7 +132,8 @@ def _load_released(path: Path, map_location) -> Dict[str, Any]:
                               f"file is damaged or malicious)") from None
     except Exception as err:
         raise CheckpointError(f"{path} is not a loadable checkpoint (truncated, corrupt or "
-                              f"holding more than tensors and plain data): "
+                              f"holding more than tensors and plain data, e.g. a whole "
+                              f"torch.save(model): save model.state_dict() instead): "
                               f"{_first_line(err)}") from None
     _logger.info("%s is a released DVE checkpoint: its pickled config was not executed; "
                  "only its weights and epoch are used", path)

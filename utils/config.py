@@ -115,21 +115,30 @@ def apply_overrides(config: Dict[str, Any], overrides: Iterable[str], path="<con
                 raise ConfigError(f"--set {text}: '{'.'.join(keys[:depth + 1])}' is not a block")
             node = child
         node[keys[-1]] = value
+        try:
+            check_config(config, path)
+        except ConfigError as err:  # the key came from the command line, not the file
+            raise ConfigError(f"--set {text}: {str(err).removeprefix(f'{path}: ')}") from None
     check_config(config, path)
     return config
 
 
 def check_arguments(func: Callable, args: Dict[str, Any], block: str, path,
                     reserved: Iterable[str] = ()) -> None:
-    """Fail naming the key, the block and the file if ``func`` does not take an argument."""
+    """Fail naming the key, the block and the file if ``func`` does not take an argument.
+
+    ``block`` is where the arguments sit in the config: a block name (``arch``: its
+    ``args``, named ``arch.args.<key>``) or a dotted key ending in ``_args``
+    (``loss_args``: named ``loss_args.<key>``)."""
     params = inspect.signature(func).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         return
     accepted = set(params) - {"self"} - set(reserved)
+    prefix = block if block.endswith("_args") else f"{block}.args"
     for key in args:
         if key not in accepted:
             raise ConfigError(
-                f"{path}: {block}.args.{key} is not an argument of {func.__name__}; "
+                f"{path}: {prefix}.{key} is not an argument of {func.__name__}; "
                 f"it takes: {', '.join(sorted(accepted))}")
 
 
