@@ -6,8 +6,10 @@
     python train.py --resume saved/models/<name>/<run>/checkpoint-epoch5.pth
 
 A start checks the whole config first (``trainer.builders.check_run_config``: all that
-``--dry-run`` does), then builds every part and reads the data (``trainer.run_setup``);
-only then is the run folder created, so a start that fails leaves nothing behind.
+``--dry-run`` does, the fit of the ``--resume`` or ``finetune_from`` weights included),
+then builds every part and reads the data (``trainer.run_setup``); only then is the run
+folder created, so a start that fails leaves nothing behind, and a new run that stops
+before its first checkpoint removes its folders again.
 """
 import argparse
 import logging
@@ -20,7 +22,7 @@ from trainer.builders import check_run_config
 from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer
 from trainer.matching_run import run_matching
-from trainer.optim import resume_changes
+from trainer.optim import refuse_network_changes, resume_changes
 from trainer.run_setup import (MINI_TRAIN_BATCHES, data_workers, prepare_embedding,
                                prepare_regressor, start_run)
 from utils.checkpoint import load_checkpoint, require_resumable
@@ -80,48 +82,51 @@ def resolve_config(args):
 
 
 def check_resume(state, config, args) -> None:
-    """Before anything is written: a resumed run must have epochs left to train, and its
-    changed optimizer settings must fit the saved optimizer state."""
+    """Before anything is written: a resumed run must have epochs left to train, keep the
+    network of the checkpoint's run, and its changed optimizer settings must fit the
+    saved optimizer state."""
     epoch = state.get("epoch") or 0
     if epoch >= config["trainer"]["epochs"]:
         raise ConfigError(f"--resume {args.resume}: the checkpoint is at epoch {epoch} and "
                           f"trainer.epochs is {config['trainer']['epochs']}: nothing to train; "
                           f"raise it, e.g. --set trainer.epochs={epoch + 1}")
     if not state.get("released"):
+        refuse_network_changes(state.get("config"), config, args.resume)
         resume_changes(state.get("config"), config, args.resume)
 
 
-def fit(trainer: BaseTrainer, writer, args, state) -> None:
-    """Resume (if asked), train, then close the TensorBoard writer."""
+def fit(trainer: BaseTrainer, args, state) -> None:
+    """Resume (if asked), then train."""
     if args.resume:
         trainer.resume(args.resume, state)
     trainer.train()
-    if writer is not None:
-        writer.close()
 
 
-def train_embedding(config, config_path, args, device, seed: int, state) -> dict:
+def train_embedding(config, config_path, args, device, seed: int, state,
+                    finetune_checkpoint) -> dict:
     """An embedding run; ends with the matching evaluation on the config's dataset."""
-    prepared = prepare_embedding(config, config_path, args, device, seed)
-    model_dir, writer = start_run(config, config_path, args.resume, device, seed)
-    trainer = EmbeddingTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
-    fit(trainer, writer, args, state)
-    if not prepared.train_set.has_keypoints:
+    prepared = prepare_embedding(config, config_path, args, device, seed, finetune_checkpoint)
+    with start_run(config, config_path, args.resume, device, seed) as (model_dir, writer):
+        trainer = EmbeddingTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
+        fit(trainer, args, state)
+    if prepared.matching_set is None:
         _logger.info("%s has no keypoint annotations: no matching evaluation; run test_matching.py "
                      "--resume %s --eval_data <an annotated dataset type>", config["dataset"]["type"],
                      trainer.last_checkpoint)
         return {}
     return run_matching(prepared.network, config, config_path, trainer.last_checkpoint, device,
-                        num_workers=data_workers(config, args), vis=args.vis)
+                        num_workers=data_workers(config, args), vis=args.vis,
+                        dataset=prepared.matching_set)
 
 
-def train_keypoint_regressor(config, config_path, args, device, seed: int, state) -> dict:
+def train_keypoint_regressor(config, config_path, args, device, seed: int, state,
+                             finetune_checkpoint) -> dict:
     """A landmark regressor on the frozen (``finetune_from``) embedding; ends by writing
     ``keypoints.json`` and the error curve of the last validation pass."""
-    prepared = prepare_regressor(config, config_path, args, device, seed)
-    model_dir, writer = start_run(config, config_path, args.resume, device, seed)
-    trainer = KeypointTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
-    fit(trainer, writer, args, state)
+    prepared = prepare_regressor(config, config_path, args, device, seed, finetune_checkpoint)
+    with start_run(config, config_path, args.resume, device, seed) as (model_dir, writer):
+        trainer = KeypointTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
+        fit(trainer, args, state)
     if trainer.last_valid_errors is None:
         raise ConfigError(f"{config_path}: the validation split of {config['dataset']['type']} "
                           f"gave no batch, so there is no error to report; check dataset.args")
@@ -146,7 +151,7 @@ def main(argv=None) -> int:
     try:
         config, config_path, state = resolve_config(args)
         device = resolve_device(args.device)
-        summary = check_run_config(config, config_path)
+        summary = check_run_config(config, config_path, args.resume, state)
         seeds = resolve_seeds(args.seeds, config, config_path)
         if state is not None:
             if len(seeds) > 1:
@@ -159,8 +164,8 @@ def main(argv=None) -> int:
                 print(f"  missing on this machine: {item}")
             return 0
         run = train_keypoint_regressor if "keypoint_regressor" in config else train_embedding
-        results = [run({**config, "seed": seed}, config_path, args, device, seed, state)
-                   for seed in seeds]
+        results = [run({**config, "seed": seed}, config_path, args, device, seed, state,
+                       summary["finetune_checkpoint"]) for seed in seeds]
         if len(results) > 1:
             log_seed_summary(seeds, results)
     except USER_ERRORS as err:

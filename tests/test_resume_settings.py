@@ -82,3 +82,31 @@ def test_resuming_a_finished_run_says_to_raise_the_epochs(tmp_path, tiny_config,
     assert "the checkpoint is at epoch 2 and trainer.epochs is 2" in message
     assert "--set trainer.epochs=3" in message
     assert (folder / "config.json").read_text() == config_text
+
+
+def files_under(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize("override,expected", [
+    # other weights: the checkpoint's 8 channels do not fit a 64-channel network
+    ("arch.args.num_output_channels=64",
+     "its parameters do not fit the configured network, SmallNet with 64 output channels"),
+    # the same weights, another network: refused by name
+    ("arch.args.do_maxpool=false", "the network differs from the checkpoint's run "
+                                   "(arch.args.do_maxpool None -> False)"),
+])
+def test_network_changes_are_refused_before_writing(tmp_path, tiny_config, run_folder, caplog,
+                                                    capsys, override, expected, dry_run):
+    config = tiny_config(tmp_path, epochs=2, tensorboard=True)
+    assert train.main(["--config", str(config), *BASE_ARGS]) == 0
+    checkpoint = run_folder(tmp_path) / "checkpoint-epoch2.pth"
+    before = files_under(tmp_path / "saved")
+    assert train.main(["--resume", str(checkpoint), *BASE_ARGS, "--set", override,
+                       "--set", "trainer.epochs=3", *(["--dry-run"] if dry_run else [])]) == 2
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "\n" not in message and "Traceback" not in capsys.readouterr().err
+    assert message.startswith(f"error: --resume {checkpoint}") and expected in message
+    assert files_under(tmp_path / "saved") == before

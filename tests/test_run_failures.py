@@ -87,3 +87,20 @@ def test_missing_synthetic_embedding_names_the_command_that_trains_it(tmp_path, 
         f"finetune_from: no checkpoint at '{missing}' (a file, a folder of runs or a glob); "
         f"train it first: python train.py --config configs/synthetic/smallnet-16d-dve.json")
     assert "sync_datasets" not in str(err.value)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_finetune_weights_of_another_width_are_refused_by_the_config_check(
+        tmp_path, tiny_config, caplog, capsys, dry_run):
+    weights = tmp_path / "published" / "smallnet-16d.pth"
+    weights.parent.mkdir()
+    torch.save(SmallNet(16).state_dict(), weights)  # the tiny config's network has 8 channels
+    config = rewrite(tiny_config(tmp_path, epochs=1),
+                     lambda c: c.update(finetune_from=str(weights)))
+    assert train.main(["--config", str(config), *BASE_ARGS,
+                       *(["--dry-run"] if dry_run else [])]) == 2
+    message = one_error(caplog, capsys)
+    assert message.startswith(f"error: finetune_from {weights}: its parameters do not fit the "
+                              f"configured network, SmallNet with 8 output channels")
+    assert "SmallNet with 16 output channels" in message
+    assert not (tmp_path / "saved").exists()

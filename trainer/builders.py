@@ -7,8 +7,9 @@ validation of a config, run by ``--dry-run`` and before every real run.
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import torch
 from torch import nn
 
 import data_loader  # noqa: F401  (registers the datasets and warpers)
@@ -20,7 +21,7 @@ from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer
 from trainer.optim import build_optimizer, build_scheduler, check_optimizer_settings
 from utils import keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
-from utils.checkpoint import load_weights_into
+from utils.checkpoint import load_checkpoint, load_weights_into
 from utils.checkpoint_search import find_checkpoint, training_config_for
 from utils.config import as_config_error, build_block, check_arguments, resolve_block
 from utils.config_values import check_values, log_ignored_keys, parse_monitor
@@ -113,11 +114,43 @@ def build_model(config: Dict[str, Any], path) -> nn.Module:
     return network
 
 
-def load_finetune_weights(network: nn.Module, checkpoint_path, device) -> None:
+def embedding_part(built: nn.Module, config: Dict[str, Any]) -> nn.Module:
+    """The embedding network of ``build_model``'s result ``built``: itself, or with a
+    ``keypoint_regressor`` block the frozen embedding inside the regression model."""
+    return built[0].wrapped_module if "keypoint_regressor" in config else built
+
+
+def load_finetune_weights(network: nn.Module, checkpoint_path, device,
+                          state: Optional[Dict[str, Any]] = None) -> None:
     """Initialise ``network`` from a checkpoint (``finetune_from``): ours or a released
-    one, an embedding or a regressor's (its embedding part is taken)."""
-    load_weights_into(network, checkpoint_path, device, source="finetune_from")
+    one, an embedding or a regressor's (its embedding part is taken); ``state``: the
+    file as already read by ``utils.checkpoint.load_checkpoint``."""
+    load_weights_into(network, checkpoint_path, device, source="finetune_from", state=state)
     _logger.info("initialised the embedding from %s", checkpoint_path)
+
+
+def check_weights(config: Dict[str, Any], network: nn.Module, resume: Optional[str] = None,
+                  resume_state: Optional[Dict[str, Any]] = None) -> Optional[Tuple[Path, Dict]]:
+    """The weights a run starts from must fit ``network`` (``build_model``'s result, on
+    the CPU): those of ``--resume`` (``resume_state``: the checkpoint ``resume`` as read)
+    or else of ``finetune_from`` (its embedding part), when that checkpoint exists.
+
+    Returns (the ``finetune_from`` file, its state as read), for the run to load from,
+    or None. Raises ``utils.checkpoint.CheckpointError`` naming the parameters that do
+    not fit and what the checkpoint looks like.
+    """
+    cpu = torch.device("cpu")
+    if resume is not None:
+        load_weights_into(network, resume, cpu, source="--resume", state=resume_state,
+                          announce=False)
+        return None
+    checkpoint = find_checkpoint(config["finetune_from"]) if config.get("finetune_from") else None
+    if checkpoint is None:  # none asked for, or absent: listed by missing_inputs
+        return None
+    state = load_checkpoint(checkpoint)
+    load_weights_into(embedding_part(network, config), checkpoint, cpu, source="finetune_from",
+                      state=state, announce=False)
+    return checkpoint, state
 
 
 def count_parameters(network: nn.Module) -> int:
@@ -150,17 +183,23 @@ def check_monitor(config: Dict[str, Any], path) -> None:
                           f"use one of: {', '.join(sorted(logged))} (e.g. \"min val_loss\")")
 
 
-def check_run_config(config: Dict[str, Any], path) -> Dict[str, Any]:
+def check_run_config(config: Dict[str, Any], path, resume: Optional[str] = None,
+                     resume_state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Every check of a config that reads no data, for ``--dry-run`` and every real run:
     values and ranges, names in the registries, arguments against the constructors;
-    builds model, optimizer, scheduler and warper on the CPU; logs the ignored keys.
+    builds model, optimizer, scheduler and warper on the CPU and checks that the weights
+    of ``--resume`` (``resume``, read as ``resume_state``) or ``finetune_from`` fit the
+    model (:func:`check_weights`); logs the ignored keys.
 
-    Returns a summary (``arch``, trainable ``parameters``, ``missing`` inputs). Raises
-    :class:`ConfigError` naming the file and key of the first mistake.
+    Returns a summary (``arch``, trainable ``parameters``, ``missing`` inputs, and
+    ``finetune_checkpoint``: :func:`check_weights`' result). Raises :class:`ConfigError`
+    naming the file and key of the first mistake, ``CheckpointError`` for weights that
+    do not fit.
     """
     check_values(config, path)
     check_optimizer_settings(config, path)
     network = build_model(config, path)
+    finetune_checkpoint = check_weights(config, network, resume, resume_state)
     resolve_loss(config, path)
     resolve_metrics(config, path)
     resolve_visualizations(config, path)
@@ -175,4 +214,4 @@ def check_run_config(config: Dict[str, Any], path) -> Dict[str, Any]:
     if "keypoint_regressor" in config:
         arch = f"{config['keypoint_regressor']['type']} on a frozen {arch}"
     return {"arch": arch, "parameters": count_parameters(network),
-            "missing": missing_inputs(config)}
+            "missing": missing_inputs(config), "finetune_checkpoint": finetune_checkpoint}

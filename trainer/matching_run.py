@@ -11,7 +11,8 @@ from base.base_dataset import MissingDataError
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal
 from data_loader.registry import DATASETS
 from trainer.builders import build_dataset, resolve_dataset
-from utils.matching import evaluate_matching, format_matching_table
+from utils.matching import (evaluate_matching, format_matching_table, require_image_pairs,
+                            split_name)
 from utils.registry import ConfigError
 
 _logger = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
     read by the config's type.
     Logs which dataset and split is evaluated and why (``reason``). Raises
     :class:`ConfigError` for an unknown type; a ``MissingDataError`` of another type
-    than the config's adds that ``--eval_data`` picks the dataset.
+    than the config's adds that ``--eval_data`` picks the dataset;
+    ``utils.matching.MatchingDataError`` for a split of fewer than two images.
     """
     own_type = config["dataset"]["type"]
     note = ""
@@ -62,20 +64,22 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
         raise MissingDataError(f"{err}; {config['dataset']['type']} is evaluated ({reason}): "
                                f"pass --eval_data {own_type} to evaluate the config's own "
                                f"dataset") from None
-    split = "MAFL test" if getattr(dataset, "val_split", None) == "mafl" else "test"
     _logger.info("matching evaluation on %s, %s split, root %s (%s%s)", config["dataset"]["type"],
-                 split, getattr(dataset, "root", "-"), reason, note)
+                 split_name(dataset), getattr(dataset, "root", "-"), reason, note)
+    require_image_pairs(dataset)
     return dataset
 
 
 def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Optional[Path],
                  device: torch.device, num_workers: Optional[int] = 0, vis: bool = False,
                  eval_data: Optional[str] = None, output_dir: Optional[Path] = None,
-                 reason: str = "the config's dataset, as at the end of training") -> dict:
-    """Evaluate on :func:`build_matching_dataset` (``eval_data``, ``reason``), log the
-    table and write ``matching.json`` (and ``matching.png`` with ``vis``) beside the
-    checkpoint (or into ``output_dir``)."""
-    dataset = build_matching_dataset(config, config_path, eval_data, reason)
+                 reason: str = "the config's dataset, as at the end of training",
+                 dataset=None) -> dict:
+    """Evaluate on ``dataset`` (None: :func:`build_matching_dataset` of ``eval_data``,
+    ``reason``), log the table and write ``matching.json`` (and ``matching.png`` with
+    ``vis``) beside the checkpoint (or into ``output_dir``)."""
+    if dataset is None:
+        dataset = build_matching_dataset(config, config_path, eval_data, reason)
     out_dir = Path(output_dir) if output_dir else (Path(checkpoint).parent if checkpoint else None)
     vis_path = str(out_dir / "matching.png") if (vis and out_dir) else None
     if out_dir is not None:

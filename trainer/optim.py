@@ -1,6 +1,7 @@
 """Optimizer and learning-rate scheduler registries, the parameter grouping of DVE, the
-checks of their settings, and carrying changed settings into a resumed run."""
-from typing import Any, Dict, List, Optional
+checks of their settings, carrying changed settings into a resumed run, and refusing
+the changes a resumed run cannot take."""
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -40,6 +41,9 @@ ARGUMENT_CHECKS = {
 }
 # Changes that a resumed run cannot apply to the optimizer state it loads.
 STATE_CHANGING = ("optimizer.type", "lr_scheduler.type", "optimizer.args.amsgrad")
+# The blocks (and plain keys) that define the network a resumed run continues.
+NETWORK_BLOCKS = ("arch", "keypoint_regressor")
+NETWORK_KEYS = ("keypoint_regressor_upsample",)
 
 
 def check_optimizer_settings(config: Dict[str, Any], path) -> None:
@@ -71,15 +75,46 @@ def build_scheduler(config: Dict[str, Any], optimizer, path):
     return build_block(SCHEDULERS, config, "lr_scheduler", path, optimizer=optimizer)
 
 
-def _optimizer_settings(config: Dict[str, Any]) -> Dict[str, Any]:
-    """Flat ``key -> value`` of the settings that shape the optimizer and its schedule."""
-    settings = {"bias_lr": config.get("bias_lr")}
-    for block in ("optimizer", "lr_scheduler"):
+def _flat_settings(config: Dict[str, Any], keys, blocks) -> Dict[str, Any]:
+    """Flat ``key -> value`` of the plain ``keys`` and of each ``{"type", "args"}`` block
+    of ``blocks`` (``block.type``, ``block.args.<name>``; None where absent)."""
+    settings = {key: config.get(key) for key in keys}
+    for block in blocks:
         spec = config.get(block) or {}
         settings[f"{block}.type"] = spec.get("type")
         for key, value in (spec.get("args") or {}).items():
             settings[f"{block}.args.{key}"] = value
     return settings
+
+
+def _differences(before: Dict[str, Any], after: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """(key, old, new) of every key whose value differs, sorted by key."""
+    return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key)]
+
+
+def _optimizer_settings(config: Dict[str, Any]) -> Dict[str, Any]:
+    """Flat ``key -> value`` of the settings that shape the optimizer and its schedule."""
+    return _flat_settings(config, ("bias_lr",), ("optimizer", "lr_scheduler"))
+
+
+def refuse_network_changes(saved: Optional[Dict[str, Any]], config: Dict[str, Any],
+                           checkpoint) -> None:
+    """A resumed run continues the network of the checkpoint's run (config ``saved``):
+    raise one :class:`ConfigError` naming every key of ``arch``, ``keypoint_regressor``
+    or ``keypoint_regressor_upsample`` that ``config`` changes, even when the weights
+    would still load (e.g. ``arch.args.do_maxpool``); a new run with ``finetune_from``
+    starts another network from those weights."""
+    if not isinstance(saved, dict):
+        return
+    changes = _differences(_flat_settings(saved, NETWORK_KEYS, NETWORK_BLOCKS),
+                           _flat_settings(config, NETWORK_KEYS, NETWORK_BLOCKS))
+    if changes:
+        listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
+        raise ConfigError(f"--resume {checkpoint}: the network differs from the checkpoint's "
+                          f"run ({listed}); a resumed run continues the same network: keep "
+                          f"the checkpoint's settings, or start a new run from its weights "
+                          f"with \"finetune_from\": \"{checkpoint}\"")
 
 
 def resume_changes(saved: Optional[Dict[str, Any]], config: Dict[str, Any],
@@ -91,12 +126,8 @@ def resume_changes(saved: Optional[Dict[str, Any]], config: Dict[str, Any],
     ``bias_lr`` added or removed: other parameter groups)."""
     if not isinstance(saved, dict):
         return []
-    before, after = _optimizer_settings(saved), _optimizer_settings(config)
     changes = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old == new:
-            continue
+    for key, old, new in _differences(_optimizer_settings(saved), _optimizer_settings(config)):
         if key in STATE_CHANGING or (key == "bias_lr" and None in (old, new)):
             raise ConfigError(f"--resume {checkpoint}: {key} was {old!r} in the checkpoint's run "
                               f"and is {new!r} now; its optimizer state cannot carry over: keep "

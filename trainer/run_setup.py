@@ -1,6 +1,8 @@
 """Preparing a training run: every part is built and its data read before the run folder
 exists, so a start that fails (missing data, a setting a constructor refuses, a cache
-that does not fit) leaves nothing behind (SPEC section 7 layout).
+that does not fit, a test split too small to match on) leaves nothing behind (SPEC
+section 7 layout); a new run that stops before its first checkpoint removes the folders
+it created (:func:`start_run`).
 
 The global seed is set first, then the parts are built in a fixed order (network,
 ``finetune_from`` weights, datasets, warper, loaders, cache, optimizer), so a seed
@@ -8,9 +10,11 @@ gives the same initial weights and draws whatever the machine.
 """
 import json
 import logging
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -19,14 +23,16 @@ from data_loader.device_pipeline import build_pair_pipeline
 from data_loader.keypoint_pipeline import build_keypoint_pipeline
 from data_loader.loaders import make_loader
 from data_loader.restricted_annos import RestrictedAnnotations
-from trainer.builders import (build_dataset, build_model, build_warper, load_finetune_weights,
-                              resolve_loss, resolve_metrics, resolve_visualizations)
+from trainer.builders import (build_dataset, build_model, build_warper, embedding_part,
+                              load_finetune_weights, resolve_loss, resolve_metrics,
+                              resolve_visualizations)
 from trainer.descriptor_cache import CACHE_BATCH, cache_splits
 from trainer.keypoint_trainer import index_loader
+from trainer.matching_run import build_matching_dataset
 from trainer.optim import build_optimizer, build_scheduler
 from utils.checkpoint_search import require_checkpoint
 from utils.config import as_config_error, run_directories
-from utils.logging_setup import hold_run_log, setup_logging
+from utils.logging_setup import close_run_log, hold_run_log, setup_logging
 from utils.registry import ConfigError
 
 _logger = logging.getLogger(__name__)
@@ -41,11 +47,14 @@ class PreparedRun:
     trainer_args: the trainer's keyword arguments, all but ``model_dir`` and ``writer``.
     network: the embedding (unwrapped), for the matching evaluation after training.
     train_set, valid_set: the datasets (``train_set`` possibly restricted).
+    matching_set: the split the matching evaluation after training reads (an embedding
+        run on a dataset with keypoints), already checked to hold a pair; else None.
     """
     trainer_args: Dict[str, Any]
     network: nn.Module
     train_set: Any
     valid_set: Any
+    matching_set: Any = None
 
 
 def parallelize(network: nn.Module, n_gpu: int, device: torch.device) -> nn.Module:
@@ -64,11 +73,16 @@ def data_workers(config, args) -> Optional[int]:
     return 0 if args.disable_workers else config["trainer"].get("num_workers")
 
 
-def finetune(network: nn.Module, config, args, device) -> None:
+def finetune(network: nn.Module, config, args, device,
+             loaded: Optional[Tuple[Path, Dict[str, Any]]] = None) -> None:
     """Initialise ``network`` from ``finetune_from`` (a file, a folder of runs or a glob:
-    ``utils.checkpoint_search``), unless resuming."""
-    if config.get("finetune_from") and not args.resume:
-        load_finetune_weights(network, require_checkpoint(config["finetune_from"]), device)
+    ``utils.checkpoint_search``), unless resuming; ``loaded``: (the file, its state) as
+    the config check read it (``trainer.builders.check_weights``), else it is read here."""
+    if not config.get("finetune_from") or args.resume:
+        return
+    path, state = loaded if loaded is not None else (require_checkpoint(config["finetune_from"]),
+                                                     None)
+    load_finetune_weights(network, path, device, state=state)
 
 
 def check_batch_size(config, config_path, train_set) -> None:
@@ -101,17 +115,23 @@ def trainer_arguments(config, config_path, args, device, model, seed: int,
         seed=seed, loader_generator=loader_generator)
 
 
-def prepare_embedding(config, config_path, args, device, seed: int) -> PreparedRun:
-    """Seed, then build the embedding run's network, datasets, loaders and pipelines."""
+def prepare_embedding(config, config_path, args, device, seed: int,
+                      finetune_checkpoint=None) -> PreparedRun:
+    """Seed, then build the embedding run's network (``finetune_checkpoint``: see
+    :func:`finetune`), datasets, loaders and pipelines, and the split the matching
+    evaluation will read (``trainer.matching_run.build_matching_dataset``, which refuses
+    one of fewer than two images) when the dataset has keypoints."""
     hold_run_log()
     torch.manual_seed(seed)
     network = build_model(config, config_path).to(device)
-    finetune(network, config, args, device)
+    finetune(network, config, args, device, finetune_checkpoint)
     trained_network = parallelize(network, config.get("n_gpu", 1), device)
     train_set = build_dataset(config, config_path, train=True)
     valid_set = build_dataset(config, config_path, train=False)
     check_batch_size(config, config_path, train_set)
     log_splits(config, train_set, valid_set)
+    matching_set = build_matching_dataset(config, config_path) if train_set.has_keypoints \
+        else None
     warper = build_warper(config, config_path)
     workers = data_workers(config, args)
     loader_generator = torch.Generator().manual_seed(seed)
@@ -123,16 +143,18 @@ def prepare_embedding(config, config_path, args, device, seed: int) -> PreparedR
         valid_pipeline=build_pair_pipeline(warper, valid_set, train=False),
         **trainer_arguments(config, config_path, args, device, trained_network, seed,
                             loader_generator))
-    return PreparedRun(trainer_args, network, train_set, valid_set)
+    return PreparedRun(trainer_args, network, train_set, valid_set, matching_set)
 
 
-def prepare_regressor(config, config_path, args, device, seed: int) -> PreparedRun:
-    """Seed, then build the regression run's model (frozen ``finetune_from`` embedding),
-    datasets, pipelines and loaders, and the descriptor cache when configured."""
+def prepare_regressor(config, config_path, args, device, seed: int,
+                      finetune_checkpoint=None) -> PreparedRun:
+    """Seed, then build the regression run's model (frozen ``finetune_from`` embedding;
+    ``finetune_checkpoint``: see :func:`finetune`), datasets, pipelines and loaders, and
+    the descriptor cache when configured."""
     hold_run_log()
     torch.manual_seed(seed)
     model = build_model(config, config_path).to(device)
-    finetune(model[0].wrapped_module, config, args, device)
+    finetune(embedding_part(model, config), config, args, device, finetune_checkpoint)
     train_set = build_dataset(config, config_path, train=True)
     valid_set = build_dataset(config, config_path, train=False)
     if config.get("restrict_annos"):
@@ -163,20 +185,67 @@ def prepare_regressor(config, config_path, args, device, seed: int) -> PreparedR
         valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
         eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1],
         **trainer_arguments(config, config_path, args, device, model, seed, loader_generator))
-    return PreparedRun(trainer_args, model[0].wrapped_module, train_set, valid_set)
+    return PreparedRun(trainer_args, embedding_part(model, config), train_set, valid_set)
 
 
-def start_run(config, config_path, resume: Optional[str], device, seed: int):
+def topmost_missing(folder: Path) -> Path:
+    """The highest folder of ``folder``'s chain of parents (itself included) that does not
+    exist yet: what creating ``folder`` creates."""
+    top = folder
+    for parent in folder.parents:
+        if parent.exists():
+            break
+        top = parent
+    return top
+
+
+def remove_created(folder: Path, top: Path) -> None:
+    """Remove ``folder`` with its files, then its parents up to ``top`` that are empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    while folder != top and folder.parent != folder:
+        folder = folder.parent
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: holds other runs
+            break
+
+
+@contextmanager
+def start_run(config, config_path, resume: Optional[str], device,
+              seed: int) -> Iterator[Tuple[Path, Any]]:
     """Create the run folders (``resume``: the checkpoint's run), log to them, write the
-    config that runs as ``config.json``; -> (model dir, TensorBoard writer or None)."""
+    config that runs as ``config.json``; yields (model dir, TensorBoard writer or None)
+    and closes the writer when the run ends.
+
+    A new run that stops with an exception before its first checkpoint (no ``*.pth`` in
+    its folder) leaves nothing behind: the writer and ``info.log`` are closed, the run
+    and log folders (and the parents this start created) removed, and one line says so.
+    A resumed run, or one that wrote a checkpoint, keeps everything.
+    """
     run_id = Path(resume).parent.name if resume else None
     model_dir, log_dir = run_directories(config, config_path, run_id)
-    setup_logging(log_dir, config["trainer"].get("verbosity", 2))
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "config.json").write_text(json.dumps(config, indent=4))
-    _logger.info("run folder %s, logs %s, device %s, seed %d", model_dir, log_dir, device, seed)
+    created = {} if resume else {model_dir: topmost_missing(model_dir),
+                                 log_dir: topmost_missing(log_dir)}
     writer = None
-    if config["trainer"].get("tensorboardX", True):
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(log_dir))
-    return model_dir, writer
+    try:
+        setup_logging(log_dir, config["trainer"].get("verbosity", 2))
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "config.json").write_text(json.dumps(config, indent=4))
+        _logger.info("run folder %s, logs %s, device %s, seed %d", model_dir, log_dir, device,
+                     seed)
+        if config["trainer"].get("tensorboardX", True):
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(log_dir))
+        yield model_dir, writer
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if created and not any(model_dir.glob("*.pth")):
+            close_run_log()
+            for folder, top in created.items():
+                remove_created(folder, top)
+            _logger.warning("the run stopped before its first checkpoint: removed its run folder "
+                            "%s and log folder %s", model_dir, log_dir)
+        raise
+    if writer is not None:
+        writer.close()

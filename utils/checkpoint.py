@@ -230,7 +230,8 @@ def _mismatch_message(path, source: str, target: Dict[str, torch.Tensor], missin
 
 
 def load_weights_into(network: nn.Module, path, device, source: str = "checkpoint",
-                      state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                      state: Optional[Dict[str, Any]] = None,
+                      announce: bool = True) -> Dict[str, Any]:
     """Load the weights of checkpoint ``path`` (ours or released) into ``network``.
 
     Args:
@@ -239,6 +240,7 @@ def load_weights_into(network: nn.Module, path, device, source: str = "checkpoin
         device: where its tensors are mapped.
         source: what named the file, for messages (``--resume``, ``finetune_from``).
         state: the checkpoint as :func:`load_checkpoint` already returned it, if read.
+        announce: log the load (False for a check before the run loads them for real).
 
     Returns the checkpoint dict. Raises :class:`CheckpointError` when the file cannot be
     read or its parameters do not fit: missing, unexpected and reshaped names are listed
@@ -261,6 +263,8 @@ def load_weights_into(network: nn.Module, path, device, source: str = "checkpoin
     if missing or reshaped or unexpected:
         raise CheckpointError(_mismatch_message(path, source, target, missing, unexpected,
                                                 reshaped, prefix, state["state_dict"]))
+    if not announce:
+        return state
     origin = "a bare state dict" if state.get("bare") else f"epoch {state.get('epoch')}"
     _logger.info("loaded the weights of %s%s (%s) into %s", path,
                  f" under '{prefix}'" if prefix else "", origin, type(network).__name__)

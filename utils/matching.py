@@ -9,6 +9,7 @@ Two references are computed on the same pairs: the copy-coordinates baseline (pr
 the target keypoint at the source keypoint's pixel) and the grid limit (the target
 keypoint snapped to the nearest feature cell: the best any cell-level match can do).
 """
+import inspect
 import logging
 from typing import Dict, Optional
 
@@ -22,12 +23,49 @@ from torch.utils.data import DataLoader, Subset  # noqa: E402
 from data_loader.device_pipeline import interleave  # noqa: E402
 from data_loader.photometric import normalize_images  # noqa: E402
 from data_loader.warper import Warper  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 
 _logger = logging.getLogger(__name__)
 
 MATCHING_WARPER_ARGS = dict(warpsd_all=0.0005, warpsd_subset=0.005, transsd=0.05,
                             scalesd=0.05, rotsd=2.5, im1_multiplier=1.0, im1_multiplier_aff=1.0)
 REFERENCE_WIDTH = 70.0
+
+
+class MatchingDataError(UserError, ValueError):
+    """The dataset to match on has fewer than two images, so no pair (A, B) can be
+    formed; the message names the dataset, split and root, its size and the fix."""
+
+
+def split_name(dataset) -> str:
+    """The split a dataset built with ``train=False`` reads, in words: "MAFL test"
+    (CelebA types, ``val_split`` "mafl"), "validation (use_minival)" or "test"."""
+    if getattr(dataset, "val_split", None) == "mafl":
+        return "MAFL test"
+    if getattr(dataset, "use_minival", False):
+        return "validation (use_minival)"
+    return "test"
+
+
+def require_image_pairs(dataset) -> None:
+    """Raise :class:`MatchingDataError` unless ``dataset`` holds at least two images (one
+    pair, SPEC section 6); the remedy names the split arguments its constructor takes."""
+    if len(dataset) >= 2:
+        return
+    accepted = inspect.signature(type(dataset)).parameters
+    remedies = ["add images to that split"]
+    if getattr(dataset, "use_minival", False):
+        remedies.append("set dataset.args.use_minival to false")
+    else:
+        if "test_fraction" in accepted:
+            remedies.append("raise dataset.args.test_fraction")
+        if "test_list" in accepted:
+            remedies.append("give dataset.args.train_list and test_list")
+    where = (f"{type(dataset).__name__} ({split_name(dataset)} split, root "
+             f"{getattr(dataset, 'root', '-')})")
+    raise MatchingDataError(f"the matching evaluation needs at least two images (a pair), but "
+                            f"{where} has {len(dataset)} image{'s' * (len(dataset) != 1)}: "
+                            f"{', or '.join(remedies)}")
 
 
 def keypoint_cells(keypts: torch.Tensor, stride: float, height: int, width: int) -> torch.Tensor:
@@ -68,12 +106,13 @@ def grid_limit_prediction(keypts: torch.Tensor, stride: float, height: int, widt
 def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
                       images_per_batch: int = 64, seed: int = 0, num_workers: int = 0,
                       vis_path: Optional[str] = None) -> Dict:
-    """Run the matching protocol over ``dataset`` (which must return ``keypts``)."""
+    """Run the matching protocol over ``dataset`` (which must return ``keypts``).
+
+    Raises :class:`MatchingDataError` for a dataset of fewer than two images."""
     if images_per_batch % 2:
         raise ValueError("images_per_batch must be even (images are paired A, B)")
+    require_image_pairs(dataset)
     count = len(dataset) // 2 * 2
-    if count == 0:
-        raise ValueError(f"matching needs at least two images; the dataset has {len(dataset)}")
     # The loader gets its own generator: its base-seed draw must not consume the global
     # generator, which the protocol's warps use.
     loader = DataLoader(Subset(dataset, range(count)), batch_size=images_per_batch,
