@@ -165,8 +165,10 @@ def download(url, archive_path, timeout=60.0, retries=5, retry_wait=5.0):
             reason = str(err) or type(err).__name__
             if failures > retries:
                 saved = part_path.stat().st_size if part_path.exists() else 0
+                resume = (f"re-running resumes from the {saved} bytes saved in {part_path}"
+                          if saved else "re-run the command when the server is reachable")
                 raise SyncError(f"download of {url} failed after {failures} attempts ({reason}); "
-                                f"re-running resumes from the {saved} bytes saved in {part_path}") from err
+                                f"{resume}") from err
             wait = min(retry_wait * 2 ** (failures - 1), 60.0)
             _logger.warning("download interrupted (%s); retry %d of %d in %.0f s",
                             reason, failures, retries, wait)

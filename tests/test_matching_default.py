@@ -56,7 +56,10 @@ def test_a_root_without_mafl_lists_says_to_pass_eval_data(tmp_path, tiny_config,
     assert test_matching.main(["--config", str(config), *BASE_ARGS]) == 2
     (message,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert str(tmp_path / "faces") in message and "not found" in message
-    assert message.endswith("pass --eval_data ImageFolder to evaluate the config's own dataset")
+    # the remedy that fits own data comes first, before the MAFL fetch hint
+    assert message.startswith("error: MAFLAligned is evaluated (")
+    assert "pass --eval_data ImageFolder to evaluate the config's own dataset; " in message
+    assert message.index("--eval_data") < message.index("sync_datasets")
     assert "\n" not in message and "Traceback" not in capsys.readouterr().err
 
 

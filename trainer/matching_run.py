@@ -61,9 +61,9 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
     except MissingDataError as err:
         if config["dataset"]["type"] == own_type:
             raise
-        raise MissingDataError(f"{err}; {config['dataset']['type']} is evaluated ({reason}): "
-                               f"pass --eval_data {own_type} to evaluate the config's own "
-                               f"dataset") from None
+        raise MissingDataError(f"{config['dataset']['type']} is evaluated ({reason}): pass "
+                               f"--eval_data {own_type} to evaluate the config's own dataset; "
+                               f"{err}") from None
     _logger.info("matching evaluation on %s, %s split, root %s (%s%s)", config["dataset"]["type"],
                  split_name(dataset), getattr(dataset, "root", "-"), reason, note)
     require_image_pairs(dataset)
