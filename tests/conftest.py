@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-ORIGINAL_CONFIGS = sorted((FIXTURES / "original_configs").rglob("*.json"))
 
 # A synthetic-face set small enough for a training run of a few seconds.
 TINY_DATA = dict(num_train_identities=4, num_test_identities=3, images_per_identity=3,
