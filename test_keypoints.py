@@ -3,8 +3,10 @@
     python test_keypoints.py --resume saved/models/<name>/<run>/checkpoint-epoch300.pth
     python test_keypoints.py --config configs/mafl-keypoints/smallnet-64d-dve.json --resume CKPT
 
-``--resume`` takes this project's checkpoints, released regressor checkpoints and bare
-state dicts (the last two with ``--config``). Writes ``keypoints.json``, ``ced.csv`` and
+``--resume`` takes this project's checkpoints (a file, a folder of runs or a glob), released
+regressor checkpoints (with ``--config``, or the run's config.json beside them), a released
+model's name (downloaded once, see ``utils.model_zoo``) and bare state dicts (with
+``--config``). Writes ``keypoints.json``, ``ced.csv`` and
 ``ced.png`` beside the checkpoint (or into ``--output_dir``).
 """
 import argparse
@@ -18,6 +20,7 @@ from trainer.builders import build_dataset, build_model, build_warper
 from trainer.keypoint_evaluation import evaluate_regressor
 from trainer.run_setup import data_workers
 from utils.checkpoint import load_checkpoint, load_weights_into
+from utils.checkpoint_search import require_checkpoint
 from utils.cli import run_config
 from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
@@ -31,9 +34,10 @@ EVAL_BATCH = 32
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-r", "--resume", required=True, help="regressor checkpoint to evaluate")
+    parser.add_argument("-r", "--resume", required=True, help="regressor checkpoint to evaluate "
+                        "(file, run folder, glob or released model name)")
     parser.add_argument("-c", "--config", help="JSON config (default: the checkpoint's own; "
-                        "needed for released checkpoints)")
+                        "for a released one, its run's config.json beside it)")
     parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id")
     parser.add_argument("--output_dir", help="where the results go (default: beside the checkpoint)")
     parser.add_argument("--disable_workers", action="store_true", help="load data in the main process")
@@ -47,20 +51,21 @@ def main(argv=None) -> int:
     setup_logging()
     try:
         device = resolve_device(args.device)
-        state = load_checkpoint(args.resume, map_location=device)
-        config, config_path = run_config(args.config, state, args.resume, args.set)
+        resume = require_checkpoint(args.resume, "--resume")
+        state = load_checkpoint(resume, map_location=device)
+        config, config_path = run_config(args.config, state, resume, args.set)
         if "keypoint_regressor" not in config:
             raise ConfigError(f"{config_path}: no 'keypoint_regressor' block; test_keypoints.py "
                               f"evaluates regressors (use test_matching.py for embeddings)")
         model = build_model(config, config_path).to(device)
-        load_weights_into(model, args.resume, device, source="--resume", state=state)
+        load_weights_into(model, resume, device, source="--resume", state=state)
         dataset = build_dataset(config, config_path, train=False)
         warper = build_warper(config, config_path) if "warper" in config else None
         pipeline = build_keypoint_pipeline(warper, dataset, train=False,
                                            warp_val=config.get("warp_val", True))
         loader = make_loader(dataset, EVAL_BATCH, False, device, data_workers(config, args))
         errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
-        output_dir = Path(args.output_dir) if args.output_dir else Path(args.resume).parent
+        output_dir = Path(args.output_dir) if args.output_dir else resume.parent
         write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)
     except USER_ERRORS as err:
         return report_user_error(_logger, err)

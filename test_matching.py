@@ -4,10 +4,12 @@
     python test_matching.py --resume saved/models/<name>/<run>/checkpoint-epoch20.pth --vis
     python test_matching.py --config configs/celeba/hourglass-64d-dve.json --resume model_best.pth
 
-``--resume`` takes this project's checkpoints, the released DVE ones (embedding or
-regressor checkpoints, whose embedding part is evaluated) and bare state dicts; a
-released checkpoint or a bare state dict needs ``--config`` (a released checkpoint's own
-pickled config is never executed).
+``--resume`` takes this project's checkpoints (a file, a folder of runs or a glob), the
+released DVE ones (embedding or regressor checkpoints, whose embedding part is evaluated),
+a released model's name (``celeba-smallnet-64d-dve``: downloaded once, with its run's
+config.json, see ``utils.model_zoo``) and bare state dicts; a bare state dict needs
+``--config``, and so does a released checkpoint without its run's config.json beside it
+(a released checkpoint's own pickled config is never executed).
 
 Without ``--eval_data`` the MAFL test set (``MAFLAligned``, test split) is evaluated,
 whatever the config's dataset, as the original script did; its root, imwidth and crop
@@ -23,6 +25,7 @@ import torch
 from trainer.builders import build_model
 from trainer.matching_run import DEFAULT_EVAL_DATA, run_matching
 from utils.checkpoint import load_checkpoint, load_weights_into
+from utils.checkpoint_search import require_checkpoint
 from utils.cli import DEFAULT_SEED, run_config
 from utils.config import experiment_name
 from utils.errors import USER_ERRORS, report_user_error
@@ -35,8 +38,9 @@ _logger = logging.getLogger("test_matching")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", help="JSON config (default: the checkpoint's own)")
-    parser.add_argument("-r", "--resume", help="checkpoint to evaluate; without it the "
-                        "untrained (seeded) network is evaluated, as a reference")
+    parser.add_argument("-r", "--resume", help="checkpoint (file, run folder, glob or released "
+                        "model name) to evaluate; without it the untrained (seeded) network "
+                        "is evaluated, as a reference")
     parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id")
     parser.add_argument("--eval_data", help=f"dataset type to evaluate, test split (default: "
                         f"{DEFAULT_EVAL_DATA}, the MAFL test set, with the config's dataset.args)")
@@ -70,20 +74,21 @@ def main(argv=None) -> int:
     setup_logging()
     try:
         device = resolve_device(args.device)
-        state = load_checkpoint(args.resume, map_location=device) if args.resume else None
-        config, config_path = run_config(args.config, state, args.resume, args.set)
+        resume = require_checkpoint(args.resume, "--resume") if args.resume else None
+        state = load_checkpoint(resume, map_location=device) if resume else None
+        config, config_path = run_config(args.config, state, resume, args.set)
         seed = args.seed if args.seed is not None else config.get("seed", DEFAULT_SEED)
         torch.manual_seed(seed)
         network = build_model(config, config_path).to(device)
         if state is not None:
-            load_weights_into(network, args.resume, device, source="--resume", state=state)
+            load_weights_into(network, resume, device, source="--resume", state=state)
         else:
             _logger.warning("no --resume: evaluating the untrained network (seed %d)", seed)
         output_dir = args.output_dir or (
-            None if args.resume else untrained_output_dir(config, config_path))
+            None if resume else untrained_output_dir(config, config_path))
         reason = ("--eval_data" if args.eval_data else
                   "the default of test_matching.py, as in the original; --eval_data picks another")
-        run_matching(embedding_network(network), config, config_path, args.resume, device,
+        run_matching(embedding_network(network), config, config_path, resume, device,
                      vis=args.vis, eval_data=args.eval_data or DEFAULT_EVAL_DATA,
                      output_dir=output_dir, reason=reason)
     except USER_ERRORS as err:

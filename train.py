@@ -4,6 +4,7 @@
     python train.py --config configs/synthetic-keypoints/smallnet-16d-dve.json
     python train.py --config C --dry-run
     python train.py --resume saved/models/<name>/<run>/checkpoint-epoch5.pth
+    python train.py --config C --set finetune_from=celeba-smallnet-64d-dve
 
 A start checks the whole config first (``trainer.builders.check_run_config``: all that
 ``--dry-run`` does, the fit of the ``--resume`` or ``finetune_from`` weights included),
@@ -26,6 +27,7 @@ from trainer.optim import refuse_network_changes, resume_changes
 from trainer.run_setup import (MINI_TRAIN_BATCHES, data_workers, prepare_embedding,
                                prepare_regressor, start_run)
 from utils.checkpoint import load_checkpoint, require_resumable
+from utils.checkpoint_search import require_checkpoint
 from utils.cli import resolve_seeds, run_config
 from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
@@ -39,7 +41,8 @@ _logger = logging.getLogger("train")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", help="JSON config file")
-    parser.add_argument("-r", "--resume", help="checkpoint to resume from")
+    parser.add_argument("-r", "--resume", help="checkpoint to resume from (file, run folder, "
+                        "glob or released model name)")
     parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id (default: cuda if available)")
     parser.add_argument("--seeds", help="comma-separated seeds, one run each, then the mean "
                         "and std of the final errors (default: the config's seed, else 0)")
@@ -65,7 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(args):
     """(config, its path, the --resume checkpoint or None): the config of --config, else
-    of the checkpoint, with the command-line overrides."""
+    of the checkpoint, with the command-line overrides. ``args.resume`` becomes the file
+    it designates (``utils.checkpoint_search.require_checkpoint``)."""
+    if args.resume:
+        args.resume = str(require_checkpoint(args.resume, "--resume"))
     state = load_checkpoint(args.resume) if args.resume else None
     if state is not None:
         require_resumable(state, args.resume)

@@ -81,14 +81,14 @@ def _parse_content_range(value):
     return tuple(None if group is None else int(group) for group in groups)
 
 
-def _check_free_space(folder, needed_bytes, what):
+def _check_free_space(folder, needed_bytes, what, fix_folder="pass another --data_dir"):
     free = shutil.disk_usage(folder).free
     if needed_bytes > free:
         raise SyncError(f"not enough disk space in {folder} to {what}: need {needed_bytes / 2**30:.2f} GiB, "
-                        f"{free / 2**30:.2f} GiB free; free some space or pass another --data_dir")
+                        f"{free / 2**30:.2f} GiB free; free some space or {fix_folder}")
 
 
-def _download_once(url, part_path, timeout):
+def _download_once(url, part_path, timeout, fix_url, fix_folder):
     """One HTTP request appending to (or restarting) ``part_path``; returns once the body
     is complete, raises _TransientNetworkError / _RestartDownload / SyncError otherwise."""
     offset = part_path.stat().st_size if part_path.exists() else 0
@@ -108,7 +108,7 @@ def _download_once(url, part_path, timeout):
             raise _RestartDownload() from err
         if err.code >= 500:
             raise _TransientNetworkError(f"HTTP {err.code} {err.reason}") from err
-        raise SyncError(f"HTTP {err.code} {err.reason} for {url}; check --root_url and --dataset") from err
+        raise SyncError(f"HTTP {err.code} {err.reason} for {url}; {fix_url}") from err
     with response:
         resumed = bool(offset) and response.status == 206
         if resumed:
@@ -124,12 +124,12 @@ def _download_once(url, part_path, timeout):
         length_header = response.headers.get("Content-Length")
         length = int(length_header) if length_header is not None else None
         if length is not None:
-            _check_free_space(part_path.parent, length, f"download {url}")
+            _check_free_space(part_path.parent, length, f"download {url}", fix_folder)
         received = 0
         try:
             handle = open(part_path, "ab" if resumed else "wb")
         except OSError as err:
-            raise SyncError(f"cannot write {part_path}: {err}; check --data_dir") from err
+            raise SyncError(f"cannot write {part_path}: {err}; {fix_folder}") from err
         with handle, _progress(None if length is None else offset + length, offset, part_path.name) as bar:
             for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                 try:
@@ -143,16 +143,18 @@ def _download_once(url, part_path, timeout):
         raise _TransientNetworkError(f"connection closed after {received} of {length} bytes")
 
 
-def download(url, archive_path, timeout=60.0, retries=5, retry_wait=5.0):
-    """Download ``url`` to ``archive_path`` through ``<archive_path>.part``. ``timeout``:
-    seconds a connect or read may block; ``retries``: failed requests retried, each resuming
-    where the last stopped; ``retry_wait``: seconds before the first retry, doubled each time
-    (at most 60)."""
+def download(url, archive_path, timeout=60.0, retries=5, retry_wait=5.0,
+             fix_url="check --root_url and --dataset", fix_folder="pass another --data_dir"):
+    """Download ``url`` to ``archive_path`` through ``<archive_path>.part`` (also used by
+    ``utils.model_zoo``). ``timeout``: seconds a connect or read may block; ``retries``: failed
+    requests retried, each resuming where the last stopped; ``retry_wait``: seconds before the
+    first retry, doubled each time (at most 60); ``fix_url`` / ``fix_folder``: what the one-line
+    SyncError of a missing file / an unwritable or full folder tells the user to do."""
     part_path = Path(f"{archive_path}.part")
     failures = restarts = 0
     while True:
         try:
-            _download_once(url, part_path, timeout)
+            _download_once(url, part_path, timeout, fix_url, fix_folder)
             break
         except _RestartDownload as err:
             part_path.unlink()
@@ -176,9 +178,10 @@ def download(url, archive_path, timeout=60.0, retries=5, retry_wait=5.0):
     os.replace(part_path, archive_path)
 
 
-def file_sha1(path):
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle, _progress(path.stat().st_size, 0, f"sha1 {path.name}") as bar:
+def file_digest(path, algorithm="sha1"):
+    """The hexadecimal ``hashlib`` digest (``algorithm``) of the file at ``path``."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle, _progress(path.stat().st_size, 0, f"{algorithm} {path.name}") as bar:
         for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(block)
             bar.update(len(block))
@@ -340,7 +343,7 @@ def sync_dataset(dataset, root_url=DEFAULT_ROOT_URL, data_dir="data", refresh=Fa
     else:
         _logger.info("downloading %s (%s) to %s", url, entry.size, archive_path)
         download(url, archive_path, timeout=timeout, retries=retries, retry_wait=retry_wait)
-    actual = file_sha1(archive_path)
+    actual = file_digest(archive_path)
     if actual != expected:
         bad_path = Path(f"{archive_path}.bad-sha1")
         os.replace(archive_path, bad_path)

@@ -22,7 +22,7 @@ from trainer.keypoint_trainer import KeypointTrainer
 from trainer.optim import build_optimizer, build_scheduler, check_optimizer_settings
 from utils import keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
 from utils.checkpoint import load_checkpoint, load_weights_into
-from utils.checkpoint_search import find_checkpoint, training_config_for
+from utils.checkpoint_search import checkpoint_remedy, find_checkpoint
 from utils.config import as_config_error, build_block, check_arguments, resolve_block
 from utils.config_values import check_values, log_ignored_keys, parse_monitor
 from utils.registry import ConfigError, Registry
@@ -167,9 +167,7 @@ def missing_inputs(config: Dict[str, Any]) -> List[str]:
                        f"({remedy(root) if remedy else 'fetch it with misc/sync_datasets.py'})")
     finetune = config.get("finetune_from")
     if finetune and find_checkpoint(finetune) is None:
-        config_file = training_config_for(finetune)
-        missing.append(f"finetune_from checkpoint {finetune}" + (
-            f" (train it first: python train.py --config {config_file})" if config_file else ""))
+        missing.append(f"finetune_from checkpoint {finetune} ({checkpoint_remedy(finetune)})")
     return missing
 
 

@@ -1,16 +1,23 @@
-"""Stable ``finetune_from`` paths: a checkpoint file, a folder of runs, or a glob.
+"""What a checkpoint argument designates: a file, a folder of runs, a glob, or a released
+model's name; the one place where ``finetune_from``, ``--resume`` (train.py,
+test_matching.py, test_keypoints.py) and the other checkpoint options are resolved.
 
 Run folders are timestamped, so a config cannot name the run a previous command will
-create. ``finetune_from`` may therefore name the experiment folder
+create. A checkpoint argument may therefore name the experiment folder
 (``saved/models/synthetic-smallnet-16d-dve``), one run folder, or a glob
 (``saved/models/synthetic-smallnet-16d-dve/*/checkpoint-epoch6.pth``): the candidates are
 the ``checkpoint-epoch<N>.pth`` files found, and the one of the newest run (run folder
-names sort by start time) with the highest N is used.
+names sort by start time) with the highest N is used. A released model's name
+(``celeba-smallnet-64d-dve``, ``utils.model_zoo``) stands for its file in the download
+cache: :func:`require_checkpoint` downloads it on first use, :func:`find_checkpoint`
+only looks in the cache.
 """
 import glob
 import re
 from pathlib import Path
 from typing import List, Optional
+
+from utils import model_zoo
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-epoch(\d+)\.pth$")
 GLOB_CHARACTERS = ("*", "?", "[")
@@ -24,8 +31,13 @@ def _candidates(pattern: str) -> List[Path]:
 
 
 def find_checkpoint(pattern) -> Optional[Path]:
-    """The checkpoint ``pattern`` designates (see the module docstring), or None."""
+    """The checkpoint ``pattern`` designates (see the module docstring), or None; for a
+    released model's name its cached file (verified), None while it is not downloaded.
+    Raises ``utils.checkpoint.CheckpointError`` for a name that is not in the table."""
     pattern = str(pattern)
+    if model_zoo.is_model_name(pattern):
+        cached = model_zoo.cached_model(pattern)
+        return cached.checkpoint if cached is not None else None
     if Path(pattern).is_file():
         return Path(pattern)
 
@@ -49,14 +61,26 @@ def training_config_for(pattern, configs_dir: Path = Path("configs")) -> Optiona
     return matches[0] if matches else None
 
 
-def require_checkpoint(pattern) -> Path:
-    """``find_checkpoint`` or a one-line error naming ``finetune_from`` and, where a config
-    of ``configs/`` trains that experiment, the command that does."""
+def checkpoint_remedy(pattern) -> str:
+    """What makes the absent checkpoint ``pattern`` exist: the download of a released
+    model, or the training command of the config of ``configs/`` that writes it."""
+    if model_zoo.is_model_name(pattern):
+        return (f"a released model, downloaded on first use (now: python -m misc.sync_models "
+                f"{pattern})")
+    config = training_config_for(pattern)
+    return (f"train it first: python train.py --config {config}" if config is not None
+            else "train that model first or fix the path")
+
+
+def require_checkpoint(pattern, source: str = "finetune_from") -> Path:
+    """The checkpoint ``pattern`` designates, a released model's name downloaded first
+    (``utils.model_zoo.fetch_model``); else a one-line ``FileNotFoundError`` naming
+    ``source`` (the key or option) and :func:`checkpoint_remedy`. Download and digest
+    failures raise ``utils.checkpoint.CheckpointError``."""
+    if model_zoo.is_model_name(pattern):
+        return model_zoo.fetch_model(str(pattern), source=source).checkpoint
     found = find_checkpoint(pattern)
     if found is None:
-        config = training_config_for(pattern)
-        remedy = (f"train it first: python train.py --config {config}" if config is not None
-                  else "train that model first or fix the path")
-        raise FileNotFoundError(f"finetune_from: no checkpoint at '{pattern}' (a file, a "
-                                f"folder of runs or a glob); {remedy}")
+        raise FileNotFoundError(f"{source}: no checkpoint at '{pattern}' (a file, a folder of "
+                                f"runs or a glob); {checkpoint_remedy(pattern)}")
     return found

@@ -11,10 +11,28 @@ _logger = logging.getLogger(__name__)
 DEFAULT_SEED = 0
 
 
+def released_run_config(checkpoint) -> Tuple[Dict[str, Any], Path]:
+    """The config of the released checkpoint ``checkpoint``: the ``config.json`` of its run
+    folder, beside it (original schema; ``utils.model_zoo`` downloads it there), read by
+    ``load_config``; ``name`` defaults to the experiment folder above the run folder, as
+    the original named runs. Raises :class:`CheckpointError` when there is none."""
+    path = Path(checkpoint).with_name("config.json")
+    if not path.is_file():
+        raise CheckpointError(f"{checkpoint} stores no readable config (a released DVE "
+                              f"checkpoint keeps it as a pickled object, which is not "
+                              f"loaded) and has no config.json beside it; pass --config "
+                              f"CONFIG.json as well")
+    config = load_config(path)
+    config.setdefault("name", path.parent.parent.name)
+    _logger.info("no --config: using %s, the released run's config (original schema)", path)
+    return config, path
+
+
 def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
                checkpoint: Optional[str], overrides: List[str]) -> Tuple[Dict[str, Any], Path]:
     """The config of ``--config`` (else the one stored in the loaded checkpoint ``state``
-    of ``checkpoint``) with the ``--set`` style ``overrides`` applied; -> (config, path)."""
+    of ``checkpoint``, or for a released checkpoint :func:`released_run_config`) with the
+    ``--set`` style ``overrides`` applied; -> (config, path)."""
     if config_file:
         path = Path(config_file)
         config = load_config(path)
@@ -23,11 +41,13 @@ def run_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
         if state.get("bare"):
             raise CheckpointError(f"{checkpoint} is a bare state dict (weights only, no "
                                   f"config); pass --config CONFIG.json as well")
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{checkpoint} stores no readable config (a released DVE "
-                                  f"checkpoint keeps it as a pickled object, which is not "
-                                  f"loaded); pass --config CONFIG.json as well")
-        path = Path(state.get("config_path") or "resumed/config.json")
+        if isinstance(config, dict):
+            path = Path(state.get("config_path") or "resumed/config.json")
+        elif state.get("released"):
+            config, path = released_run_config(checkpoint)
+        else:
+            raise CheckpointError(f"{checkpoint} stores no readable config; pass --config "
+                                  f"CONFIG.json as well")
     else:
         raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT, whose stored "
                           "config is then used)")
