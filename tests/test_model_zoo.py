@@ -14,9 +14,8 @@ import test_keypoints
 import test_matching
 import train
 from misc import sync_models
-from test_released_checkpoints import SMALL_HOURGLASS, save_released
-from test_run_failures import BASE_ARGS, one_error
-from test_sync_datasets import server  # noqa: F401  (the loopback server fixture)
+from released_format import SMALL_HOURGLASS, save_released
+from run_helpers import BASE_ARGS, one_error
 from trainer.run_setup import finetune
 from utils.checkpoint import CheckpointError
 from utils.checkpoint_search import require_checkpoint

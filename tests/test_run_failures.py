@@ -1,29 +1,11 @@
 """Starts that fail leave no run folder; a diverging run stops in one line."""
-import json
-import logging
-
 import pytest
 import torch
 
 import train
 from model import SmallNet
+from run_helpers import BASE_ARGS, one_error, rewrite
 from utils.checkpoint_search import require_checkpoint
-
-BASE_ARGS = ["--device", "cpu", "--disable_workers"]
-
-
-def rewrite(path, update):
-    config = json.loads(path.read_text())
-    update(config)
-    path.write_text(json.dumps(config))
-    return path
-
-
-def one_error(caplog, capsys) -> str:
-    (message,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    captured = capsys.readouterr()
-    assert "\n" not in message and "Traceback" not in captured.out + captured.err
-    return message
 
 
 def test_missing_data_root_leaves_no_run_folder(tmp_path, tiny_config, caplog, capsys):

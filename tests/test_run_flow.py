@@ -12,7 +12,7 @@ import train
 from data_loader.pts_landmarks import PtsLandmarks
 from dataset_fixtures import dot_image, save_image, write_pts
 from model import SmallNet
-from test_run_failures import BASE_ARGS, one_error, rewrite
+from run_helpers import BASE_ARGS, one_error, rewrite
 from utils.errors import UserError
 from utils.matching import evaluate_matching
 

@@ -8,8 +8,6 @@ import re
 import subprocess
 import sys
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -61,64 +59,6 @@ def good_members(image=IMAGE_BYTES):
 
 def sha1_of(data):
     return hashlib.sha1(data).hexdigest()
-
-
-class ArchiveServer:
-    """Serves ``files`` (URL path -> bytes) with Range support; records every request.
-    ``drop_after`` (one request) sends that many body bytes then closes; ``ignore_range``
-    answers 200 with the whole file."""
-
-    def __init__(self):
-        self.files, self.requests = {}, []
-        self.drop_after, self.ignore_range = None, False
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                range_header = self.headers.get("Range")
-                state.requests.append((self.path, range_header))
-                body = state.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if range_header and not state.ignore_range:
-                    start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
-                    if start >= len(body):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(body)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                else:
-                    self.send_response(200)
-                payload = body[start:]
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if state.drop_after is not None:
-                    payload, state.drop_after = payload[:state.drop_after], None
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/datasets"
-
-
-@pytest.fixture
-def server(monkeypatch):
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    archive_server = ArchiveServer()
-    thread = threading.Thread(target=archive_server.httpd.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    yield archive_server
-    archive_server.httpd.shutdown()
-    archive_server.httpd.server_close()
-    thread.join()
 
 
 def run_sync(server, data_dir, sha1, *extra):
