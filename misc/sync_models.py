@@ -46,7 +46,8 @@ def format_table() -> List[str]:
                   for entry in group["models"]]
     known = sum(entry.run is not None for entry in entries)
     lines += ["", f"{len(entries)} models, {known} with a known run folder (downloadable by "
-                  f"name); the others: download by hand, see docs/released-models.md"]
+                  f"name); the others: the original README links no file for them, see "
+                  f"docs/released-models.md"]
     return lines
 
 

@@ -177,12 +177,37 @@ def test_a_name_typo_lists_the_closest_names(zoo, caplog, capsys):
     assert zoo.requests == []
 
 
+# Model links of the original README (jamt9000/DVE, 2019), copied here: experiment/run
+# of a regressor, a fine-tuned embedding and an ablation without DVE; the file is
+# checkpoint-epoch<N>.pth (SPEC section 5: N = 300 for regressors, 50 for fine-tuned).
+REGRESSOR, FINE_TUNED = "checkpoint-epoch300.pth", "checkpoint-epoch50.pth"
+PUBLISHED_RUNS = {
+    "mafl-keypoints-celeba-smallnet-64d-dve": ("2019-08-11_08-40-48", REGRESSOR),
+    "300w-keypoints-celeba-hourglass-64d-dve": ("2019-08-11_18-50-33", REGRESSOR),
+    "300w-ft-keypoints-celeba-smallnet-3d-dve": ("2019-08-12_05-21-09", REGRESSOR),
+    "aflw-mtfl-ft-keypoints-celeba-smallnet-16d": ("2019-08-11_18-43-03", REGRESSOR),
+    "aflw-ft-celeba-hourglass-64d-dve": ("2019-08-11_14-43-34", FINE_TUNED),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_RUNS))
+def test_a_released_model_is_fetched_from_its_published_run_folder(zoo, name):
+    run, file_name = PUBLISHED_RUNS[name]
+    folder = f"/models/{name}/{run}"
+    zoo.files[f"{folder}/config.json"], zoo.files[f"{folder}/{file_name}"] = b"{}", b"weights"
+    fetched = fetch_model(name, retries=0)
+    assert zoo.requests == [(f"{folder}/config.json", None), (f"{folder}/{file_name}", None)]
+    assert fetched.checkpoint.read_bytes() == b"weights"
+    assert fetched.checkpoint.parent.parts[-2:] == (name, run)
+
+
 def test_a_model_of_unknown_run_folder_says_how_to_use_it(zoo, caplog, capsys):
-    name = "mafl-keypoints-celeba-smallnet-64d-dve"
+    name = "aflw-mtfl-limit-annos-ft-keypoints-celeba-smallnet-64d-dve-5annos"
     assert test_keypoints.main(["--resume", name, "--device", "cpu"]) == 2
     message = one_error(caplog, capsys)
     assert f"'{name}': the run folder of this released model is not known" in message
-    assert "checkpoint-epoch300.pth" in message and "pass the checkpoint's path" in message
+    assert ("--config configs/aflw-mtfl-limit-annos-ft-keypoints/smallnet-64d-dve-5annos.json"
+            in message and "pass the path of a checkpoint" in message)
     assert zoo.requests == []
 
 
@@ -192,6 +217,8 @@ def test_list_prints_every_published_figure(capsys):
     for name, figures in PUBLISHED.items():
         assert f"  {figures}  " in rows[name], name
     assert "2019-08-02_06-20-28" in rows[NAME]
+    for name, (run, _) in PUBLISHED_RUNS.items():
+        assert f"  {run}  " in rows[name], name
 
 
 def test_docs_show_the_list_output(capsys):

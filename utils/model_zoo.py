@@ -1,10 +1,10 @@
 """The released DVE models by name: the table, the download cache and its digests.
 
 ``utils/model_zoo.json`` lists every model of the original README's tables with its
-published figures (SPEC section 8). A name whose run folder is known (the CelebA
-embeddings) is fetched from ``<root_url>/<experiment>/<run>/<file>`` (SPEC section 5,
-end), together with the run's ``config.json`` (original schema), once, into
-``<cache>/models/<experiment>/<run>/``:
+published figures (SPEC section 8). A name whose run folder is known (all but the
+limited-annotation regressors, which the README links no model for) is fetched from
+``<root_url>/<experiment>/<run>/<file>`` (SPEC section 5, end), together with the run's
+``config.json`` (original schema), once, into ``<cache>/models/<experiment>/<run>/``:
 
 - ``root_url``: the environment variable ``DVE_MODELS_URL`` (a mirror with the same
   layout), else :data:`DEFAULT_MODELS_URL`; ``misc/sync_models.py --root_url`` too;
@@ -114,16 +114,15 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "dve").expanduser()
 
 
-def _known_entry(name: str, source: str, root_url: Optional[str] = None) -> ZooEntry:
+def _known_entry(name: str, source: str) -> ZooEntry:
     """The entry of ``name``, refused with one line when its run folder is not known."""
     entry = lookup(name, source)
     if entry.run is None or entry.experiment is None:
         raise CheckpointError(
             f"{source}: '{name}': the run folder of this released model is not known to this "
-            f"repository, so it cannot be fetched by name; download its {entry.file} and "
-            f"{CONFIG_NAME} by hand (the original README links them, under "
-            f"{(root_url or models_url()).rstrip('/')}/) into one folder and pass the "
-            f"checkpoint's path instead (the {CONFIG_NAME} beside it is then used)")
+            f"repository (the original README links no file for it), so it cannot be fetched "
+            f"by name; train it with --config {entry.config}, or pass the path of a checkpoint "
+            f"of it instead (a {CONFIG_NAME} beside it is then used)")
     return entry
 
 
@@ -201,7 +200,7 @@ def fetch_model(name: str, cache: Optional[Path] = None, root_url: Optional[str]
     ``timeout``, ``retries``, ``retry_wait``: see ``misc.sync_datasets.download``.
     Raises :class:`CheckpointError` (unknown name or run folder, failed download, a
     cached file that changed)."""
-    entry = _known_entry(name, source, root_url)
+    entry = _known_entry(name, source)
     folder = model_folder(entry, cache)
     base = f"{(root_url or models_url()).rstrip('/')}/{entry.experiment}/{entry.run}"
     for file_name in (CONFIG_NAME, entry.file):
