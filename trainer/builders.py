@@ -69,15 +69,22 @@ def build_dataset(config: Dict[str, Any], path, train: bool, **overrides):
         return constructor(train=train, **args)
 
 
-def check_dataset_geometry(config: Dict[str, Any], path) -> None:
-    """``imwidth`` must exceed twice ``crop`` (the constructor defaults fill in absent
-    values), checked without reading data."""
+def dataset_geometry(config: Dict[str, Any], path) -> Dict[str, Optional[int]]:
+    """``{"imwidth": ..., "crop": ...}`` of the config's dataset, pixels: the value in
+    ``dataset.args``, else the constructor's default, else None (no default)."""
     parameters = inspect.signature(resolve_dataset(config, path)).parameters
     args = config["dataset"].get("args", {})
     sizes = {}
     for key in ("imwidth", "crop"):
-        default = parameters[key].default if key in parameters else None
+        default = parameters[key].default if key in parameters else inspect.Parameter.empty
         sizes[key] = args.get(key, None if default is inspect.Parameter.empty else default)
+    return sizes
+
+
+def check_dataset_geometry(config: Dict[str, Any], path) -> None:
+    """``imwidth`` must exceed twice ``crop`` (the constructor defaults fill in absent
+    values), checked without reading data."""
+    sizes = dataset_geometry(config, path)
     if None not in sizes.values() and sizes["imwidth"] <= 2 * sizes["crop"]:
         raise ConfigError(f"{path}: dataset.args.imwidth {sizes['imwidth']} must exceed twice "
                           f"dataset.args.crop {sizes['crop']}; lower the crop or raise imwidth")

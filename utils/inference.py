@@ -17,7 +17,6 @@ Results come back in pixels of the upright original image by the exact inverse o
 steps 2 and 3 (:func:`region_to_original`); the regressor's output is normalized in the
 cropped frame, x_n = 2 x / (w - 1) - 1 (SPEC section 2), ``utils.tps.unnormalize_grid``.
 """
-import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from base.base_dataset import Box, LandmarkImageDataset
 from data_loader.photometric import normalize_images
 from data_loader.threehundredw import ThreeHundredW
 from data_loader.warper import crop_images
-from trainer.builders import resolve_dataset
+from trainer.builders import dataset_geometry, resolve_dataset
 from utils.errors import UserError
 from utils.matching import match_keypoints
 from utils.registry import ConfigError
@@ -72,16 +71,12 @@ def training_geometry(config: dict, path) -> Geometry:
         _logger.warning("%s: a 300-W model was trained on a window around each face box "
                         "(side 100/52 of the box width, nearest-neighbour scaling): give "
                         "--box as that window (docs/predict.md)", path)
-    parameters = inspect.signature(constructor).parameters
-    args = config["dataset"].get("args", {})
-    values = {}
-    for key in ("imwidth", "crop"):
-        default = parameters[key].default if key in parameters else inspect.Parameter.empty
-        if key not in args and default is inspect.Parameter.empty:
+    sizes = dataset_geometry(config, path)
+    for key, value in sizes.items():
+        if value is None:
             raise ConfigError(f"{path}: dataset.args.{key} is not set and "
-                            f"{config['dataset']['type']} has no default; set it")
-        values[key] = int(args.get(key, default))
-    geometry = Geometry(**values)
+                              f"{config['dataset']['type']} has no default; set it")
+    geometry = Geometry(**{key: int(value) for key, value in sizes.items()})
     if geometry.side < 2:
         raise ConfigError(f"{path}: dataset.args.imwidth {geometry.imwidth} must exceed twice "
                         f"dataset.args.crop {geometry.crop}")
