@@ -34,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from model.dense_correlation import dense_correlation, reference_dense_correlation_loss
+from misc.reference_loss import reference_dense_correlation_loss
+from model.dense_correlation import dense_correlation
 from model.loss import _pair_features, dense_correlation_loss_dve
 
 

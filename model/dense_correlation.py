@@ -25,17 +25,14 @@ One float32 dot product over a whole chunk (~10^6 terms) drifted 3-4e-5 from the
 value; the row sums stay within ~1e-7. The softmax backward of the distance term reuses
 the products and row sums, so the gradient path does no more passes than before.
 
-``reference_dense_correlation_loss`` is the original per-pair formulation, kept as the
-independent check for the tests and the benchmark; it is slow and memory-hungry by
-design: do not train with it.
+``misc.reference_loss.reference_dense_correlation_loss`` is the original per-pair
+formulation, the independent check of the tests and the benchmark.
 """
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from utils.tps import unnormalize_grid
 
 # Bytes of one (B, chunk_rows, N) temporary (about six are alive at once in a chunk).
 # CPU: 2-8 MiB chunks stay in cache and ran fastest in misc/bench_loss.py (16 MiB ~20%
@@ -84,15 +81,25 @@ def _distance_chunk(grid_rows: torch.Tensor, stride: int, height: int, width: in
 
 
 # The softmax and its backward write into the work buffers through aten's out= variants
-# (torch.softmax has none): no allocation inside the chunk loop.
+# (torch.softmax has none): no allocation inside the chunk loop. These two private ops are
+# the only ones used; where a torch build lacks them, the public ops (which allocate)
+# give the same values.
+_HAS_PRIVATE_SOFTMAX = hasattr(torch, "_softmax") and hasattr(torch, "_softmax_backward_data")
+
+
 def _softmax(logits: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """softmax over the last dim of `logits` into `out` (a different tensor)."""
-    return torch._softmax(logits, -1, False, out=out)
+    if _HAS_PRIVATE_SOFTMAX:
+        return torch._softmax(logits, -1, False, out=out)
+    return out.copy_(torch.softmax(logits, dim=-1))
 
 
 def _softmax_grad(grad: torch.Tensor, prob: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """prob * (grad - rowsum(grad * prob)), the backward of a last-dim softmax, into `out`."""
-    return torch._softmax_backward_data(grad, prob, -1, prob.dtype, grad_input=out)
+    if _HAS_PRIVATE_SOFTMAX:
+        return torch._softmax_backward_data(grad, prob, -1, prob.dtype, grad_input=out)
+    row_sums = (grad * prob).sum(dim=-1, keepdim=True)
+    return torch.mul(prob, grad - row_sums, out=out)
 
 
 def _expected_distance(dist: torch.Tensor, prob: torch.Tensor, work: torch.Tensor,
@@ -321,46 +328,3 @@ def dense_correlation(feats_src: torch.Tensor, feats_dst: torch.Tensor, grid_px:
                                               chunk_rows, compute_grad)
     return DenseCorrelationDVEFunction.apply(feats_src, feats_aux, feats_dst, grid_px, stride,
                                              pow, chunk_rows, compute_grad)
-
-
-def reference_dense_correlation_loss(feats: List[torch.Tensor], meta: dict, pow: float = 0.5,
-                                     normalize_vectors: bool = True,
-                                     dve: bool = False) -> torch.Tensor:
-    """The original per-pair formulation, for tests and benchmarks only (O(C N^2) memory).
-
-    Mirrors the original code step by step, including DVE's reconstruction through the
-    (C, H, W, h, w) product ``smcorr[None] * fa.reshape(C, 1, 1, h, w)`` summed over (h, w).
-    """
-    feats = feats[0]
-    grid = meta["grid"].to(feats.device)  # (B, Hin, Win, 2)
-    height_in, width_in = grid.shape[1], grid.shape[2]
-    feats1, feats2 = feats[0::2], feats[1::2]
-    batch, channels, height, width = feats1.shape
-    h, w = feats2.shape[2:]
-    stride = height_in // height
-    batch_grid_u = unnormalize_grid(grid, width_in, height_in)[:, ::stride, ::stride]  # (B,H,W,2)
-    ys, xs = torch.meshgrid(torch.arange(height_in, dtype=grid.dtype, device=grid.device),
-                            torch.arange(width_in, dtype=grid.dtype, device=grid.device),
-                            indexing="ij")
-    xxyy = torch.stack([xs, ys], dim=-1)  # (Hin, Win, 2) pixel (x, y)
-    loss = 0.0
-    for b in range(batch):
-        f1 = feats1[b].reshape(channels, height * width)
-        f2 = feats2[b].reshape(channels, h * w)
-        fa = feats1[(b + 1) % batch].reshape(channels, h * w)
-        if normalize_vectors:
-            f1 = F.normalize(f1, p=2, dim=0) * 20
-            f2 = F.normalize(f2, p=2, dim=0) * 20
-            fa = F.normalize(fa, p=2, dim=0) * 20
-        if dve:
-            corr = torch.matmul(f1.t(), fa).reshape(height, width, h, w)
-            smcorr = F.softmax(corr.reshape(height, width, -1), dim=2).reshape(corr.shape)
-            smcorr_fa = smcorr[None, ...] * fa.reshape(-1, 1, 1, h, w)  # (C, H, W, h, w)
-            f1 = smcorr_fa.sum((3, 4)).reshape(channels, height * width)
-        corr2 = torch.matmul(f1.t(), f2).reshape(height, width, h, w)
-        smcorr2 = F.softmax(corr2.reshape(height, width, -1), dim=2).reshape(corr2.shape)
-        with torch.no_grad():
-            diff = batch_grid_u[b, :, :, None, None, :] - xxyy[None, None, ::stride, ::stride, :]
-            diff = (diff * diff).sum(4).sqrt().pow(pow)
-        loss = loss + (diff * smcorr2).sum()
-    return loss / (height * width * batch)

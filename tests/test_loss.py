@@ -8,8 +8,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import model
 from model import dense_correlation as kernels
-from model.dense_correlation import (DenseCorrelationDVEFunction, DenseCorrelationFunction,
-                                     reference_dense_correlation_loss)
+from misc.reference_loss import reference_dense_correlation_loss
+from model.dense_correlation import DenseCorrelationDVEFunction, DenseCorrelationFunction
 from model.loss import dense_correlation_loss, dense_correlation_loss_dve
 from model.registry import LOSSES
 from utils.tps import unnormalize_grid
@@ -256,3 +256,19 @@ def test_float32_loss_is_within_1e6_of_float64_at_training_size(kind):
     expected = _naive_float64_loss(feats, grid, dve)
     assert loss.dtype == torch.float32
     assert abs(loss.item() - expected) <= 1e-6 * expected, (loss.item(), expected)
+
+
+def test_the_public_softmax_fallback_gives_the_private_ops_values(monkeypatch):
+    from model import dense_correlation
+    generator = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 5, 7, generator=generator, dtype=torch.float64)
+    grad = torch.randn(2, 5, 7, generator=generator, dtype=torch.float64)
+    prob = torch.softmax(logits, dim=-1)
+    # the backward of a last-dim softmax by hand: p * (g - sum_v g p)
+    by_hand = prob * (grad - (grad * prob).sum(-1, keepdim=True))
+    for private in (True, False):
+        monkeypatch.setattr(dense_correlation, "_HAS_PRIVATE_SOFTMAX", private)
+        out = torch.empty_like(logits)
+        assert torch.allclose(dense_correlation._softmax(logits, out), prob, atol=1e-12)
+        out = torch.empty_like(logits)
+        assert torch.allclose(dense_correlation._softmax_grad(grad, prob, out), by_hand, atol=1e-12)

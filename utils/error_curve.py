@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
 _logger = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ def summarize_errors(errors: Sequence[float]) -> Dict[str, float]:
 
 def write_error_report(errors: Sequence[float], out_dir, title: str = "") -> Dict[str, float]:
     """Write ``keypoints.json`` (summary), ``ced.csv`` and ``ced.png`` into ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize_errors(errors)
@@ -65,7 +61,8 @@ def write_error_report(errors: Sequence[float], out_dir, title: str = "") -> Dic
         writer = csv.writer(stream)
         writer.writerow(["error_percent_iod", "fraction_of_images"])
         writer.writerows((f"{t:.4f}", f"{f:.6f}") for t, f in zip(thresholds, fractions))
-    figure, axes = plt.subplots(figsize=(5, 4))
+    figure = Figure(figsize=(5, 4))
+    axes = figure.subplots()
     axes.plot(thresholds, fractions)
     axes.set_xlim(0, FAILURE_THRESHOLD * 1.5)
     axes.set_ylim(0, 1)
@@ -76,7 +73,6 @@ def write_error_report(errors: Sequence[float], out_dir, title: str = "") -> Dic
     axes.grid(True, alpha=0.3)
     figure.tight_layout()
     figure.savefig(out_dir / "ced.png", dpi=100)
-    plt.close(figure)
     (out_dir / "keypoints.json").write_text(json.dumps(summary, indent=2))
     _logger.info("inter-ocular error on %d images: %.4f%% (AUC@8 %.4f, AUC@10 %.4f, "
                  "failure rate@10 %.4f)", summary["num_images"], summary["inter_ocular_error"],

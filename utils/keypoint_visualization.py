@@ -6,14 +6,12 @@ outputs ``(pred (N, K, 2), intermediate (N, K, nI, 2))`` and ground truth (N, K,
 in normalized coordinates of the (N, 3, h, w) normalized images.
 """
 import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from data_loader.photometric import denormalize_images  # noqa: E402
-from utils.tps import unnormalize_grid  # noqa: E402
-from utils.visualization import VISUALIZATIONS  # noqa: E402
+from data_loader.photometric import denormalize_images
+from utils.tps import unnormalize_grid
+from utils.visualization import VISUALIZATIONS
 
 MAX_IMAGES = 4
 
@@ -30,8 +28,9 @@ def keypoints_intermediate(writer, images, outputs, tag, step, keypoints=None):
     intermediate = unnormalize_grid(intermediate, width, height)
     truth = None if keypoints is None else unnormalize_grid(
         keypoints.detach().float().cpu(), width, height)
-    colours = plt.cm.hsv(torch.linspace(0, 0.9, pred.shape[1]).numpy())
-    figure, axes = plt.subplots(1, count, figsize=(3 * count, 3), squeeze=False)
+    colours = matplotlib.colormaps["hsv"](torch.linspace(0, 0.9, pred.shape[1]).numpy())
+    figure = Figure(figsize=(3 * count, 3))
+    axes = figure.subplots(1, count, squeeze=False)
     for index, axis in enumerate(axes[0]):
         axis.imshow(pixels[index].permute(1, 2, 0).numpy())
         for point in range(pred.shape[1]):
@@ -46,4 +45,3 @@ def keypoints_intermediate(writer, images, outputs, tag, step, keypoints=None):
         axis.axis("off")
     figure.tight_layout()
     writer.add_figure(f"{tag}/keypoints_intermediate", figure, step)
-    plt.close(figure)

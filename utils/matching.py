@@ -13,17 +13,14 @@ import inspect
 import logging
 from typing import Dict, Optional
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
+from torch.utils.data import DataLoader, Subset
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-
-from data_loader.device_pipeline import interleave  # noqa: E402
-from data_loader.photometric import normalize_images  # noqa: E402
-from data_loader.warper import Warper  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from data_loader.device_pipeline import interleave
+from data_loader.photometric import normalize_images
+from data_loader.warper import Warper
+from utils.errors import UserError
 
 _logger = logging.getLogger(__name__)
 
@@ -172,7 +169,8 @@ def format_matching_table(result: Dict) -> str:
 def save_matching_figure(path, pair, predictions, max_rows: int = 4) -> None:
     """Source / same / different images with true (green) and matched (red) keypoints."""
     rows = min(max_rows, pair.first.shape[0] // 2)
-    figure, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    figure = Figure(figsize=(9, 3 * rows))
+    axes = figure.subplots(rows, 3, squeeze=False)
     for row in range(rows):
         a, b = 2 * row, 2 * row + 1
         panels = [("source", pair.first[a], pair.keypts_first[a], None),
@@ -190,4 +188,3 @@ def save_matching_figure(path, pair, predictions, max_rows: int = 4) -> None:
     axes[0][1].legend(loc="lower right", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -4,15 +4,12 @@ Each is called as ``fn(writer, images, outputs, tag, step)`` with the normalized
 images (N, 3, h, w), the network outputs (a list whose first element is (N, C, H, W)),
 a tag prefix and the global step.
 """
-import matplotlib
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from data_loader.photometric import denormalize_images  # noqa: E402
-from utils.registry import Registry  # noqa: E402
+from data_loader.photometric import denormalize_images
+from utils.registry import Registry
 
 VISUALIZATIONS = Registry("visualization", "(writer, images, outputs, tag, step)")
 MAX_IMAGES = 8
@@ -64,11 +61,10 @@ def _scatter(writer, images, points, tag, step):
     colours = F.interpolate(pixels, size=points.shape[-2:], mode="bilinear", align_corners=False)
     colours = colours[0].permute(1, 2, 0).reshape(-1, 3).cpu().numpy()
     xyz = points[0].permute(1, 2, 0).reshape(-1, 3).cpu().numpy()
-    figure = plt.figure(figsize=(4, 4))
+    figure = Figure(figsize=(4, 4))  # no pyplot: no global figure state, no backend switch
     axes = figure.add_subplot(projection="3d")
     axes.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=colours, s=2)
     writer.add_figure(tag, figure, step)
-    plt.close(figure)
 
 
 @VISUALIZATIONS.register
