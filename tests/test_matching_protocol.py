@@ -92,3 +92,16 @@ def test_references_equal_an_independent_recomputation():
                 matched = torch.tensor([best % 16 * 2.0, best // 16 * 2.0])
                 errors.append((matched - pair.keypts_second[target, k]).norm().item() * scale)
         assert abs(result[key] - sum(errors) / len(errors)) < 1e-4, key
+
+
+def test_the_protocol_leaves_the_global_generator_alone():
+    generator = torch.Generator().manual_seed(2)
+    images = (torch.rand(4, 3, 40, 40, generator=generator) * 255).to(torch.uint8)
+    keypts = 8 + 24 * torch.rand(4, 3, 2, generator=generator)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = evaluate_matching(PixelNet(), _dataset(images, keypts, crop=4), torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected_next)  # the caller's stream is untouched
+    second = evaluate_matching(PixelNet(), _dataset(images, keypts, crop=4), torch.device("cpu"))
+    assert first == second  # seeded: the same warps every time

@@ -110,8 +110,7 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
         raise ValueError("images_per_batch must be even (images are paired A, B)")
     require_image_pairs(dataset)
     count = len(dataset) // 2 * 2
-    # The loader gets its own generator: its base-seed draw must not consume the global
-    # generator, which the protocol's warps use.
+    # The loader gets its own generator: its base-seed draw leaves the global one alone.
     loader = DataLoader(Subset(dataset, range(count)), batch_size=images_per_batch,
                         shuffle=False, num_workers=num_workers, drop_last=False,
                         generator=torch.Generator())
@@ -121,10 +120,13 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
     model.eval()
     errors = {name: [] for name in ("same", "different", "copy_same", "copy_different",
                                     "grid_same", "grid_different")}
-    torch.manual_seed(seed)
+    # The original seeded the global generator right before the loop (SPEC section 6); a
+    # generator of its own, seeded alike, draws the same warps and leaves global state alone.
+    generator = torch.Generator(device=device).manual_seed(seed)
     for batch_index, batch in enumerate(loader):
         images = batch["data"].to(device).float()  # (N, 3, H, W) with N even
-        pair = warper(images, keypts=batch["keypts"].to(device), crop=dataset.crop)
+        pair = warper(images, keypts=batch["keypts"].to(device), crop=dataset.crop,
+                      generator=generator)
         inputs = normalize_images(interleave(pair.first, pair.second) / 255.0)
         feats = model(inputs)[0].float()  # (2N, C, h, w)
         feats_first, feats_second = feats[0::2], feats[1::2]
