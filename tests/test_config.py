@@ -120,3 +120,14 @@ def test_a_loss_argument_typo_names_loss_args():
         check_arguments(lambda outputs, meta, pow=0.5: None, {"powr": 1}, "loss_args",
                         "configs/x.json", reserved=("outputs", "meta"))
     assert str(err.value).startswith("configs/x.json: loss_args.powr is not an argument of ")
+
+
+def test_dataset_overrides_a_type_lacks_are_an_error_unless_marked_optional(tmp_path):
+    from trainer.builders import build_dataset
+    config = {"dataset": {"type": "ImageFolder", "args": {"root": str(tmp_path)}}}
+    (tmp_path / "a.png").write_bytes(b"")  # listed, never decoded
+    with pytest.raises(TypeError, match="ImageFolder takes no val_split"):
+        build_dataset(config, "x.json", train=False, overrides={"val_split": "mafl"})
+    dataset = build_dataset(config, "x.json", train=False, overrides={"imwidth": 40},
+                            where_accepted={"val_split": "mafl"})
+    assert dataset.imwidth == 40

@@ -59,12 +59,23 @@ def resolve_dataset(config: Dict[str, Any], path) -> Callable:
     return resolve_block(DATASETS, config, "dataset", path, reserved=DATASET_RESERVED)
 
 
-def build_dataset(config: Dict[str, Any], path, train: bool, **overrides):
-    """The config's dataset; ``overrides`` replace args the constructor accepts."""
+def build_dataset(config: Dict[str, Any], path, train: bool,
+                  overrides: Optional[Dict[str, Any]] = None,
+                  where_accepted: Optional[Dict[str, Any]] = None):
+    """The config's dataset, ``train`` or evaluation split.
+
+    ``overrides`` replace config args (every dataset type takes them: a key the
+    constructor lacks raises ``TypeError``, a programming error); ``where_accepted``
+    replace args only for the types whose constructor takes them (e.g. ``val_split``,
+    which only the CelebA types have)."""
     constructor = resolve_dataset(config, path)
     accepted = inspect.signature(constructor).parameters
+    unknown = sorted(set(overrides or {}) - set(accepted))
+    if unknown:
+        raise TypeError(f"{constructor.__name__} takes no {', '.join(unknown)}")
     args = dict(config["dataset"].get("args", {}))
-    args.update({k: v for k, v in overrides.items() if k in accepted})
+    args.update(overrides or {})
+    args.update({k: v for k, v in (where_accepted or {}).items() if k in accepted})
     with as_config_error(path, f"dataset {config['dataset']['type']}"):
         return constructor(train=train, **args)
 

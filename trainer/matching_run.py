@@ -56,8 +56,9 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
             note = f"; dataset.args {', '.join(dropped)} of {own_type} do not apply"
         config = {**config, "dataset": {"type": eval_data, "args": args}}
     try:
-        dataset = build_dataset(config, config_path, train=False, use_keypoints=True,
-                                do_augmentations=False, val_split="mafl")
+        dataset = build_dataset(config, config_path, train=False,
+                                overrides=dict(use_keypoints=True, do_augmentations=False),
+                                where_accepted=dict(val_split="mafl"))
     except MissingDataError as err:
         if config["dataset"]["type"] == own_type:
             raise
