@@ -9,13 +9,13 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageFilter
 
-from data_loader.synthetic.canvas import IMAGE_SIZE, _MARGIN
+from data_loader.synthetic.canvas import IMAGE_SIZE, MARGIN
 from data_loader.synthetic.identity import FaceVariation
 
 _POSE_CENTRE = np.array([89.0, 120.0])
 
 
-def _pose(var: FaceVariation) -> Tuple[np.ndarray, np.ndarray]:
+def pose_affine(var: FaceVariation) -> Tuple[np.ndarray, np.ndarray]:
     """Frame -> image affine map p -> M p + o (rotation and scale about _POSE_CENTRE)."""
     theta = math.radians(var.rotation)
     matrix = var.scale * np.array([[math.cos(theta), -math.sin(theta)],
@@ -24,14 +24,14 @@ def _pose(var: FaceVariation) -> Tuple[np.ndarray, np.ndarray]:
     return matrix, offset
 
 
-def _inverse_affine(matrix: np.ndarray, offset: np.ndarray) -> Tuple[float, ...]:
+def inverse_affine(matrix: np.ndarray, offset: np.ndarray) -> Tuple[float, ...]:
     """PIL's AFFINE data for the reduced canvas: output -> input, pixel edges at integers.
 
     Output edge coordinate q is image pixel p_out = q - 0.5; its frame point is
     p = M^-1 (p_out - o), at edge coordinate p + 0.5 + margin of the reduced canvas.
     """
     inv = np.linalg.inv(matrix)
-    const = inv @ (-0.5 - offset) + 0.5 + _MARGIN
+    const = inv @ (-0.5 - offset) + 0.5 + MARGIN
     return (inv[0, 0], inv[0, 1], const[0], inv[1, 0], inv[1, 1], const[1])
 
 
@@ -59,7 +59,9 @@ def _blur_kernel(sigma: float) -> ImageFilter.Kernel:
     return ImageFilter.Kernel((3, 3), np.outer(g, g).ravel().tolist(), scale=float(g.sum() ** 2))
 
 
-def _photometric(image: Image.Image, var: FaceVariation) -> Image.Image:
+def apply_photometric(image: Image.Image, var: FaceVariation) -> Image.Image:
+    """The variation's blur, lighting ramp, contrast, colour cast and noise on a rendered
+    (H, W) RGB image."""
     if var.blur > 0:
         image = image.filter(_blur_kernel(var.blur))
     pixels = np.asarray(image, np.float32)  # (H, W, 3)

@@ -7,20 +7,20 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_loader.synthetic.canvas import (IMAGE_SIZE, _CANVAS, _MARGIN, _SCALE, _ellipse,
-                                          _frame_grid, _px, _rgb, _smooth_noise, _to_canvas)
+from data_loader.synthetic.canvas import (IMAGE_SIZE, CANVAS, MARGIN, SCALE, ellipse_points,
+                                          frame_grid, canvas_pixels, rgb, smooth_noise, to_canvas)
 from data_loader.synthetic.identity import FaceIdentity
 
 
-def _background(ident: FaceIdentity, rng: np.random.Generator) -> Image.Image:
+def render_background(ident: FaceIdentity, rng: np.random.Generator) -> Image.Image:
     """The identity's background over the whole canvas (computed at half resolution)."""
-    x, y = _frame_grid((0, 0) + _CANVAS, _SCALE)
+    x, y = frame_grid((0, 0) + CANVAS, SCALE)
     size = (x.shape[1], x.shape[0])
     c1, c2 = np.array(ident.background, np.float32), np.array(ident.background2, np.float32)
     along = x * math.cos(ident.background_angle) + y * math.sin(ident.background_angle)
     pattern = ident.background_pattern
     if pattern == "flat":
-        t = 0.15 * _smooth_noise(rng, (4, 5), size)
+        t = 0.15 * smooth_noise(rng, (4, 5), size)
     elif pattern == "gradient":
         t = (along - along.min()) / (along.max() - along.min())
     elif pattern == "stripes":
@@ -30,16 +30,16 @@ def _background(ident: FaceIdentity, rng: np.random.Generator) -> Image.Image:
         f = ident.background_freq
         t = ((np.floor(along * f) + np.floor(across * f)) % 2).astype(np.float32)
     else:  # blobs
-        t = np.clip(0.5 + 0.6 * _smooth_noise(rng, (6, 7), size), 0, 1)
+        t = np.clip(0.5 + 0.6 * smooth_noise(rng, (6, 7), size), 0, 1)
     pixels = np.clip(c1 + t[..., None] * (c2 - c1), 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels).resize(_CANVAS, Image.BILINEAR)
+    return Image.fromarray(pixels).resize(CANVAS, Image.BILINEAR)
 
 
-def _hair_texture(ident: FaceIdentity, rng: np.random.Generator,
+def hair_texture(ident: FaceIdentity, rng: np.random.Generator,
                   width_scale: float = 1.0) -> Image.Image:
     """The identity's hair colour with strands flowing from the crown (canvas size), each
     U(0.5, 1.0) frame pixels wide times ``width_scale``."""
-    layer = Image.new("RGB", _CANVAS, _rgb(ident.hair))
+    layer = Image.new("RGB", CANVAS, rgb(ident.hair))
     draw = ImageDraw.Draw(layer)
     crown = np.array([ident.face_cx + ident.parting * 0.35 * ident.face_a,
                       ident.face_cy - ident.face_b - 0.5 * ident.hair_volume])
@@ -56,19 +56,19 @@ def _hair_texture(ident: FaceIdentity, rng: np.random.Generator,
     curves = (1 - t) ** 2 * start[:, None] + 2 * (1 - t) * t * bend[:, None] + t ** 2 * end[:, None]
     dark_hair = sum(ident.hair) <= 90  # shading black hair would not show: lighten instead
     for curve, s, w in zip(curves, shade, width):
-        colour = _rgb(np.array(ident.hair) + 28 * (s - 0.6)) if dark_hair else _rgb(ident.hair, s)
-        draw.line(_to_canvas(curve), fill=colour, width=_px(w), joint="curve")
+        colour = rgb(np.array(ident.hair) + 28 * (s - 0.6)) if dark_hair else rgb(ident.hair, s)
+        draw.line(to_canvas(curve), fill=colour, width=canvas_pixels(w), joint="curve")
     return layer
 
 
-def _hair_masks(ident: FaceIdentity) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def hair_masks(ident: FaceIdentity) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """Polygons of the hair behind the head (long hair) and of the cap in front."""
     a, b, v, cx, cy = ident.face_a, ident.face_b, ident.hair_volume, ident.face_cx, ident.face_cy
     if ident.hair_front == "bald":
         return None, None
     y_side = ident.eye_y - 4.0
     t_side = math.asin(min(0.95, (cy - y_side) / (b + v)))
-    outer = _ellipse(cx, cy, a + v, b + v, 40, math.pi + t_side, 2 * math.pi - t_side)
+    outer = ellipse_points(cx, cy, a + v, b + v, 40, math.pi + t_side, 2 * math.pi - t_side)
     width_at = lambda yy: a * math.sqrt(max(0.0, 1 - ((yy - cy) / b) ** 2))  # noqa: E731
     top = ident.eye_y - ident.hairline
     if ident.hair_front == "short":
@@ -88,7 +88,7 @@ def _hair_masks(ident: FaceIdentity) -> Tuple[Optional[np.ndarray], Optional[np.
     cap = np.concatenate([outer, right, line, left])
     back = None
     if ident.hair_long:
-        bottom = IMAGE_SIZE[1] + _MARGIN
-        arc = _ellipse(cx, cy, a + v + 3, b + v + 2, 30, math.pi, 2 * math.pi)
+        bottom = IMAGE_SIZE[1] + MARGIN
+        arc = ellipse_points(cx, cy, a + v + 3, b + v + 2, 30, math.pi, 2 * math.pi)
         back = np.concatenate([[(cx - a - v - 6, bottom)], arc, [(cx + a + v + 6, bottom)]])
     return back, cap

@@ -8,12 +8,12 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_loader.synthetic.camera import _inverse_affine, _photometric, _pose
-from data_loader.synthetic.canvas import (DEBUG_COLOUR, IMAGE_SIZE, _CANVAS, _MARGIN, _SCALE,
-                                          _bezier, _ellipse, _px, _rgb, _to_canvas)
+from data_loader.synthetic.camera import inverse_affine, apply_photometric, pose_affine
+from data_loader.synthetic.canvas import (DEBUG_COLOUR, IMAGE_SIZE, CANVAS, MARGIN, SCALE,
+                                          bezier, ellipse_points, canvas_pixels, rgb, to_canvas)
 from data_loader.synthetic.identity import (NEUTRAL, FaceIdentity, FaceVariation, identity_rng,
                                             image_rng, sample_identity, sample_variation)
-from data_loader.synthetic.layers import _background, _hair_masks, _hair_texture
+from data_loader.synthetic.layers import render_background, hair_masks, hair_texture
 from data_loader.synthetic.texture import TextureScale, draw_spots, paste_skin
 
 
@@ -34,13 +34,13 @@ class FaceRenderer:
         self.identity = identity
         self.texture = TextureScale(texture_strength)
         rng = np.random.default_rng(identity.texture_seed)
-        self.hair_layer = _hair_texture(identity, rng, self.texture.strand_width)
-        back, cap = _hair_masks(identity)
+        self.hair_layer = hair_texture(identity, rng, self.texture.strand_width)
+        back, cap = hair_masks(identity)
         self.base = self._base_layer(rng, back)
         self.cap = None  # (hair pixels, mask, top-left corner) of the hair in front
         if cap is not None:
-            mask = Image.new("L", _CANVAS, 0)
-            ImageDraw.Draw(mask).polygon(_to_canvas(cap), fill=255)
+            mask = Image.new("L", CANVAS, 0)
+            ImageDraw.Draw(mask).polygon(to_canvas(cap), fill=255)
             box = mask.getbbox()
             self.cap = (self.hair_layer.crop(box), mask.crop(box), box[:2])
 
@@ -49,36 +49,36 @@ class FaceRenderer:
         """Background, long hair (polygon ``back``), neck, clothes, ears, textured skin,
         freckles and moles."""
         ident = self.identity
-        canvas = _background(ident, rng)
+        canvas = render_background(ident, rng)
         draw = ImageDraw.Draw(canvas)
         if back is not None:
-            mask = Image.new("L", _CANVAS, 0)
-            ImageDraw.Draw(mask).polygon(_to_canvas(back), fill=255)
+            mask = Image.new("L", CANVAS, 0)
+            ImageDraw.Draw(mask).polygon(to_canvas(back), fill=255)
             canvas.paste(self.hair_layer, (0, 0), mask)
         cx, cy, a, b = ident.face_cx, ident.face_cy, ident.face_a, ident.face_b
-        bottom = IMAGE_SIZE[1] + _MARGIN
+        bottom = IMAGE_SIZE[1] + MARGIN
         shoulders = [(cx - 0.55 * a, cy + b), (cx - 2.3 * a, cy + b + 40),
                      (cx - 2.6 * a, bottom), (cx + 2.6 * a, bottom),
                      (cx + 2.3 * a, cy + b + 40), (cx + 0.55 * a, cy + b)]
-        draw.polygon(_to_canvas(shoulders), fill=_rgb(ident.clothes))
+        draw.polygon(to_canvas(shoulders), fill=rgb(ident.clothes))
         neck_w = 0.5 * a
-        draw.polygon(_to_canvas([(cx - neck_w, cy + 0.3 * b), (cx - neck_w * 1.05, cy + b + 30),
+        draw.polygon(to_canvas([(cx - neck_w, cy + 0.3 * b), (cx - neck_w * 1.05, cy + b + 30),
                                  (cx + neck_w * 1.05, cy + b + 30), (cx + neck_w, cy + 0.3 * b)]),
-                     fill=_rgb(ident.skin, 0.8))
+                     fill=rgb(ident.skin, 0.8))
         ear_y, ear_a, ear_b = ident.eye_y + 9, 5.5 * ident.ear_size, 10 * ident.ear_size
         for side in (-1, 1):
             ex = cx + side * a * 0.97
-            draw.polygon(_to_canvas(_ellipse(ex, ear_y, ear_a, ear_b, 24)),
-                         fill=_rgb(ident.skin, 0.93))
-            fold = _ellipse(ex + side, ear_y, ear_a * 0.5 * side, ear_b * 0.6, 12, -0.5 * math.pi,
+            draw.polygon(to_canvas(ellipse_points(ex, ear_y, ear_a, ear_b, 24)),
+                         fill=rgb(ident.skin, 0.93))
+            fold = ellipse_points(ex + side, ear_y, ear_a * 0.5 * side, ear_b * 0.6, 12, -0.5 * math.pi,
                             0.5 * math.pi)
-            draw.line(_to_canvas(fold), fill=_rgb(ident.skin, 0.75), width=_px(0.8))
+            draw.line(to_canvas(fold), fill=rgb(ident.skin, 0.75), width=canvas_pixels(0.8))
         if ident.hair_front == "bald":  # a horseshoe of hair around the ears
             for side in (-1, 1):
                 hx = cx + side * a
                 strip = [(hx - side * 4, ident.eye_y - 14), (hx + side * 4, ident.eye_y - 12),
                          (hx + side * 3, ident.eye_y + 10), (hx - side * 3, ident.eye_y + 6)]
-                draw.polygon(_to_canvas(strip), fill=_rgb(ident.hair))
+                draw.polygon(to_canvas(strip), fill=rgb(ident.hair))
         paste_skin(canvas, ident, rng, self.texture)
         draw_spots(canvas, ident, rng, self.landmarks_in_frame(NEUTRAL), self.texture)
         return canvas
@@ -109,30 +109,30 @@ class FaceRenderer:
         phi = -math.radians(ident.eye_tilt) * side  # outer corner up
         rot = np.array([[math.cos(phi), -math.sin(phi)], [math.sin(phi), math.cos(phi)]])
         place = lambda pts: np.asarray(pts) @ rot.T + centre  # noqa: E731
-        almond = np.asarray(_to_canvas(place(np.concatenate([upper, lower]))))
+        almond = np.asarray(to_canvas(place(np.concatenate([upper, lower]))))
         x0, y0 = np.floor(almond.min(0)).astype(int) - 2
         x1, y1 = np.ceil(almond.max(0)).astype(int) + 2
         patch = Image.new("RGB", (x1 - x0, y1 - y0), (236, 232, 226))
         mask = Image.new("L", patch.size, 0)
         ImageDraw.Draw(mask).polygon([tuple(p) for p in almond - (x0, y0)], fill=255)
         pd = ImageDraw.Draw(patch)
-        (ccx, ccy), = np.asarray(_to_canvas([centre])) - (x0, y0)
-        r = ident.eye_h * ident.iris_ratio * _SCALE
+        (ccx, ccy), = np.asarray(to_canvas([centre])) - (x0, y0)
+        r = ident.eye_h * ident.iris_ratio * SCALE
 
         def disc(left, top, right, bottom):  # box in iris radii around the eye centre
             return [int(round(v)) for v in (ccx + left * r, ccy + top * r,
                                             ccx + right * r, ccy + bottom * r)]
 
-        pd.ellipse(disc(-1, -1, 1, 1), fill=_rgb(ident.iris), outline=_rgb(ident.iris, 0.6))
+        pd.ellipse(disc(-1, -1, 1, 1), fill=rgb(ident.iris), outline=rgb(ident.iris, 0.6))
         pd.ellipse(disc(-0.45, -0.45, 0.45, 0.45), fill=(12, 10, 10))  # pupil
         pd.ellipse(disc(-0.55, -0.6, -0.2, -0.25), fill=(250, 250, 250))  # catch light
         canvas.paste(patch, (int(x0), int(y0)), mask)
-        lash = _rgb(np.array(ident.hair) * 0.4 + 10)
-        draw.line(_to_canvas(place(upper)), fill=lash, width=_px(ident.lash_w), joint="curve")
-        draw.line(_to_canvas(place(lower)), fill=_rgb(ident.skin, 0.72), width=_px(0.5))
+        lash = rgb(np.array(ident.hair) * 0.4 + 10)
+        draw.line(to_canvas(place(upper)), fill=lash, width=canvas_pixels(ident.lash_w), joint="curve")
+        draw.line(to_canvas(place(lower)), fill=rgb(ident.skin, 0.72), width=canvas_pixels(0.5))
         crease_h = h_up + 2.2 + 0.3 * ident.eye_h
         crease = np.stack([u * half_w * 0.9, -crease_h * (1 - u ** 2) ** 0.6], 1)
-        draw.line(_to_canvas(place(crease[2:-2])), fill=_rgb(ident.skin, 0.7), width=_px(0.6))
+        draw.line(to_canvas(place(crease[2:-2])), fill=rgb(ident.skin, 0.7), width=canvas_pixels(0.6))
 
     def _draw_brow(self, draw, eye, half_w, side, var):
         ident = self.identity
@@ -146,27 +146,27 @@ class FaceRenderer:
         top = np.stack([xs, ys - thick / 2], 1)
         bottom = np.stack([xs, ys + thick / 2], 1)[::-1]
         colour = ident.hair if ident.hair_front != "bald" else np.array(ident.hair) * 0.7
-        draw.polygon(_to_canvas(np.concatenate([top, bottom])), fill=_rgb(colour, 0.8))
+        draw.polygon(to_canvas(np.concatenate([top, bottom])), fill=rgb(colour, 0.8))
 
     def _draw_nose(self, draw, tip, var):
         ident = self.identity
         w, skin = ident.nose_w, ident.skin
         nx, ny = tip
         lean = 1.0 if var.yaw >= 0 else -1.0  # the bridge shadow on the side turned away
-        bridge = _bezier((ident.face_cx + lean * 3.5 + 2.0 * var.yaw, ident.eye_y + 4),
+        bridge = bezier((ident.face_cx + lean * 3.5 + 2.0 * var.yaw, ident.eye_y + 4),
                          (nx + lean * 4.0, ny - 10), (nx + lean * w * 0.7, ny - 2), 10)
-        draw.line(_to_canvas(bridge), fill=_rgb(skin, 0.82), width=_px(1.1), joint="curve")
+        draw.line(to_canvas(bridge), fill=rgb(skin, 0.82), width=canvas_pixels(1.1), joint="curve")
         for side in (-1, 1):
-            wing = _bezier((nx + side * w * 0.55, ny - 3.5), (nx + side * (w + 1.5), ny + 0.5),
+            wing = bezier((nx + side * w * 0.55, ny - 3.5), (nx + side * (w + 1.5), ny + 0.5),
                            (nx + side * w * 0.45, ny + 3.2), 8)
-            draw.line(_to_canvas(wing), fill=_rgb(skin, 0.68), width=_px(0.8))
+            draw.line(to_canvas(wing), fill=rgb(skin, 0.68), width=canvas_pixels(0.8))
             c = (nx + side * w * 0.42, ny + 2.6)
-            draw.ellipse(_to_canvas([(c[0] - 1.5, c[1] - 0.8), (c[0] + 1.5, c[1] + 0.8)]),
-                         fill=_rgb(skin, 0.4))
-        under = _bezier((nx - w * 0.35, ny + 3.2), (nx, ny + 4.6), (nx + w * 0.35, ny + 3.2), 8)
-        draw.line(_to_canvas(under), fill=_rgb(skin, 0.6), width=_px(0.7))
-        draw.ellipse(_to_canvas([(nx - 1.6, ny - 1.8), (nx + 1.6, ny + 0.8)]),
-                     fill=_rgb(skin, 1.12))  # highlight on the tip
+            draw.ellipse(to_canvas([(c[0] - 1.5, c[1] - 0.8), (c[0] + 1.5, c[1] + 0.8)]),
+                         fill=rgb(skin, 0.4))
+        under = bezier((nx - w * 0.35, ny + 3.2), (nx, ny + 4.6), (nx + w * 0.35, ny + 3.2), 8)
+        draw.line(to_canvas(under), fill=rgb(skin, 0.6), width=canvas_pixels(0.7))
+        draw.ellipse(to_canvas([(nx - 1.6, ny - 1.8), (nx + 1.6, ny + 0.8)]),
+                     fill=rgb(skin, 1.12))  # highlight on the tip
 
     def _draw_mouth(self, draw, left, right, var):
         ident = self.identity
@@ -174,55 +174,55 @@ class FaceRenderer:
         half = (right[0] - left[0]) / 2
         dip = 2.2 * var.smile + 0.5  # the lip line sags in the middle when smiling
         gap = var.mouth_open
-        line_top = _bezier(left, (mid[0], mid[1] + 2 * dip - gap / 2), right, 13)
-        line_bottom = _bezier(left, (mid[0], mid[1] + 2 * dip + gap * 1.5), right, 13)
+        line_top = bezier(left, (mid[0], mid[1] + 2 * dip - gap / 2), right, 13)
+        line_bottom = bezier(left, (mid[0], mid[1] + 2 * dip + gap * 1.5), right, 13)
         bow = np.array([left, (mid[0] - 0.45 * half, mid[1] - ident.lip_up - 0.5),
                         (mid[0], mid[1] - ident.lip_up + 0.6 + dip * 0.3),
                         (mid[0] + 0.45 * half, mid[1] - ident.lip_up - 0.5), right])
         upper_top = np.concatenate([
-            _bezier(bow[0], (bow[0] + bow[1]) / 2 + (0, -0.6), bow[1], 7), bow[2:3],
-            _bezier(bow[3], (bow[3] + bow[4]) / 2 + (0, -0.6), bow[4], 7)])
+            bezier(bow[0], (bow[0] + bow[1]) / 2 + (0, -0.6), bow[1], 7), bow[2:3],
+            bezier(bow[3], (bow[3] + bow[4]) / 2 + (0, -0.6), bow[4], 7)])
         if ident.facial_hair == "moustache":
             tache = np.concatenate([upper_top + (0, -0.5), (upper_top + (0, -4.0))[::-1]])
-            draw.polygon(_to_canvas(tache), fill=_rgb(ident.hair, 0.85))
+            draw.polygon(to_canvas(tache), fill=rgb(ident.hair, 0.85))
         chin_side = mid[1] + 2 * (dip + gap * 0.75 + ident.lip_lo + 0.7)
-        lower_low = _bezier(left, (mid[0], chin_side), right, 13)
+        lower_low = bezier(left, (mid[0], chin_side), right, 13)
         if gap > 0:  # the open mouth, then the upper teeth
-            draw.polygon(_to_canvas(np.concatenate([line_top, line_bottom[::-1]])),
+            draw.polygon(to_canvas(np.concatenate([line_top, line_bottom[::-1]])),
                          fill=(60, 20, 24))
-            teeth = _bezier(left + (half * 0.35, 0), (mid[0], mid[1] + 2 * dip + gap * 0.2),
+            teeth = bezier(left + (half * 0.35, 0), (mid[0], mid[1] + 2 * dip + gap * 0.2),
                             right - (half * 0.35, 0), 9)
-            draw.line(_to_canvas(teeth), fill=(232, 228, 216), width=_px(min(2.0, gap * 0.5)))
-        draw.polygon(_to_canvas(np.concatenate([upper_top, line_top[::-1]])),
-                     fill=_rgb(ident.lip))
-        draw.polygon(_to_canvas(np.concatenate([line_bottom, lower_low[::-1]])),
-                     fill=_rgb(ident.lip, 1.08))
-        draw.line(_to_canvas(line_top), fill=_rgb(ident.lip, 0.5), width=_px(0.6))
+            draw.line(to_canvas(teeth), fill=(232, 228, 216), width=canvas_pixels(min(2.0, gap * 0.5)))
+        draw.polygon(to_canvas(np.concatenate([upper_top, line_top[::-1]])),
+                     fill=rgb(ident.lip))
+        draw.polygon(to_canvas(np.concatenate([line_bottom, lower_low[::-1]])),
+                     fill=rgb(ident.lip, 1.08))
+        draw.line(to_canvas(line_top), fill=rgb(ident.lip, 0.5), width=canvas_pixels(0.6))
         for corner, side in ((left, -1), (right, 1)):  # dimples at the corners
-            draw.line(_to_canvas([corner + (side * 0.3, -0.8), corner + (side * 1.6, 0.9)]),
-                      fill=_rgb(ident.skin, 0.7), width=_px(0.6))
+            draw.line(to_canvas([corner + (side * 0.3, -0.8), corner + (side * 1.6, 0.9)]),
+                      fill=rgb(ident.skin, 0.7), width=canvas_pixels(0.6))
 
     def _draw_glasses(self, draw, eyes, half_ws):
         ident = self.identity
-        colour, width = _rgb(ident.glasses_colour), _px(ident.glasses_thick)
+        colour, width = rgb(ident.glasses_colour), canvas_pixels(ident.glasses_thick)
         boxes = []
         for (ex, ey), hw in zip(eyes, half_ws):
             rx, ry = hw * ident.glasses_size, ident.eye_w * ident.glasses_size * 0.78
             box = [(ex - rx, ey + 1 - ry), (ex + rx, ey + 1 + ry)]
             boxes.append(box)
             if ident.glasses == "round":
-                draw.ellipse(_to_canvas(box), outline=colour, width=width)
+                draw.ellipse(to_canvas(box), outline=colour, width=width)
             else:
-                draw.rounded_rectangle(_to_canvas(box), radius=3 * _SCALE, outline=colour,
+                draw.rounded_rectangle(to_canvas(box), radius=3 * SCALE, outline=colour,
                                        width=width)
         y = eyes[0][1] - 1
         inner_left, inner_right = boxes[0][1][0], boxes[1][0][0]
-        bridge = _bezier((inner_left, y), ((inner_left + inner_right) / 2, y - 2.5),
+        bridge = bezier((inner_left, y), ((inner_left + inner_right) / 2, y - 2.5),
                          (inner_right, y), 6)
-        draw.line(_to_canvas(bridge), fill=colour, width=width)
+        draw.line(to_canvas(bridge), fill=colour, width=width)
         for edge, side in ((boxes[0][0][0], -1), (boxes[1][1][0], 1)):  # the temples
             ear = (ident.face_cx + side * ident.face_a * 0.99, y - 2)
-            draw.line(_to_canvas([(edge, y - 1), ear]), fill=colour, width=width)
+            draw.line(to_canvas([(edge, y - 1), ear]), fill=colour, width=width)
 
     def render(self, var: FaceVariation, debug: bool = False) -> Tuple[Image.Image, np.ndarray]:
         """One image: (178 x 218 RGB PIL image, (5, 2) float landmarks in its pixels).
@@ -247,14 +247,14 @@ class FaceRenderer:
             self._draw_glasses(draw, points[:2], half_ws)
         if debug:
             for p in points:
-                draw.ellipse(_to_canvas([p - 1.5, p + 1.5]), fill=DEBUG_COLOUR)
-        matrix, offset = _pose(var)
-        image = canvas.reduce(_SCALE).transform(  # (W_c, H_c) / S -> IMAGE_SIZE
-            IMAGE_SIZE, Image.AFFINE, _inverse_affine(matrix, offset), Image.BILINEAR,
-            fillcolor=_rgb(ident.background))
+                draw.ellipse(to_canvas([p - 1.5, p + 1.5]), fill=DEBUG_COLOUR)
+        matrix, offset = pose_affine(var)
+        image = canvas.reduce(SCALE).transform(  # (W_c, H_c) / S -> IMAGE_SIZE
+            IMAGE_SIZE, Image.AFFINE, inverse_affine(matrix, offset), Image.BILINEAR,
+            fillcolor=rgb(ident.background))
         landmarks = points @ matrix.T + offset
         if not debug:
-            image = _photometric(image, var)
+            image = apply_photometric(image, var)
         return image, landmarks
 
 

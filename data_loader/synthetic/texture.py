@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_loader.synthetic.canvas import (_SCALE, _face_outline, _frame_grid, _rgb,
-                                          _smooth_noise, _to_canvas)
+from data_loader.synthetic.canvas import (SCALE, face_outline, frame_grid, rgb,
+                                          smooth_noise, to_canvas)
 from data_loader.synthetic.identity import FaceIdentity
 
 _MID_CELLS = (11, 14)          # (w, h) cells of the mid-frequency skin noise over the face box
@@ -125,28 +125,28 @@ def paste_skin(canvas: Image.Image, ident: FaceIdentity, rng: np.random.Generato
     """Paste the face onto ``canvas``: skin colour x shading x the identity's noise (coarse,
     fine, mid-frequency, per-pixel grain), stubble and blush, inside the face outline."""
     cx, cy, a, b = ident.face_cx, ident.face_cy, ident.face_a, ident.face_b
-    outline = np.asarray(_to_canvas(_face_outline(ident)))
+    outline = np.asarray(to_canvas(face_outline(ident)))
     x0, y0 = np.floor(outline.min(0)).astype(int) - 1
     x1, y1 = np.ceil(outline.max(0)).astype(int) + 2
     box = (int(x0), int(y0), int(x1), int(y1))
-    x, y = _frame_grid(box)  # (H, W) frame coordinates of the box's pixels
+    x, y = frame_grid(box)  # (H, W) frame coordinates of the box's pixels
     size = (x.shape[1], x.shape[0])
     rr2 = ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2
     shade = 1.0 - 0.28 * np.clip(rr2, 0, 1) ** 2
-    texture = 1.0 + ident.skin_texture * scale.skin * (_smooth_noise(rng, (5, 6), size)
-                                                       + 0.5 * _smooth_noise(rng, (22, 28), size))
-    grain_shape = (-(-size[1] // _SCALE), -(-size[0] // _SCALE))  # one per image pixel
+    texture = 1.0 + ident.skin_texture * scale.skin * (smooth_noise(rng, (5, 6), size)
+                                                       + 0.5 * smooth_noise(rng, (22, 28), size))
+    grain_shape = (-(-size[1] // SCALE), -(-size[0] // SCALE))  # one per image pixel
     grain = np.kron(rng.normal(0, 0.025 * scale.skin, grain_shape).astype(np.float32),
-                    np.ones((_SCALE, _SCALE), np.float32))[:size[1], :size[0]]
+                    np.ones((SCALE, SCALE), np.float32))[:size[1], :size[0]]
     texture += grain
     if scale.mid_skin > 0:
-        texture += ident.skin_texture * scale.mid_skin * _smooth_noise(_extra_rng(ident, 1),
+        texture += ident.skin_texture * scale.mid_skin * smooth_noise(_extra_rng(ident, 1),
                                                                        _MID_CELLS, size)
     if ident.facial_hair == "stubble":
         jaw = np.clip((y - ident.eye_y - ident.nose_len - 6) / 8.0, 0, 1) \
             * np.clip(1.3 - np.abs(x - cx) / a, 0, 1)
         dots = np.kron(rng.uniform(0, 1, grain_shape) < 0.4,
-                       np.ones((_SCALE, _SCALE), bool))[:size[1], :size[0]]
+                       np.ones((SCALE, SCALE), bool))[:size[1], :size[0]]
         texture *= 1 - jaw * (0.08 + 0.2 * dots)
     skin = np.array(ident.skin, np.float32) * (shade * texture)[..., None]
     if ident.blush > 0:
@@ -174,8 +174,8 @@ def draw_spots(canvas: Image.Image, ident: FaceIdentity, rng: np.random.Generato
     def spot(centre, radius, shade, clear=True):
         centre = np.asarray(centre, np.float64)
         if not clear or np.linalg.norm(neutral - centre, axis=1).min() > _SPOT_CLEARANCE:
-            draw.ellipse(_to_canvas([centre - radius, centre + radius]),
-                         fill=_rgb(ident.skin, shade))
+            draw.ellipse(to_canvas([centre - radius, centre + radius]),
+                         fill=rgb(ident.skin, shade))
 
     for _ in range(ident.freckles):  # cheeks and nose
         fx = cx + rng.normal(0, 0.35 * a)
