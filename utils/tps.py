@@ -126,14 +126,22 @@ def unnormalize_grid(grid: torch.Tensor, width: int, height: int) -> torch.Tenso
     return (grid + 1) / 2 * _extent(width, height, grid)
 
 
-def pixel_positions(height: int, width: int) -> torch.Tensor:
-    """Pixel (x, y) of every pixel as the original computed it: (H*W, 2) float32, CPU.
+@lru_cache(maxsize=16)
+def _pixel_positions_cached(height: int, width: int, device: torch.device) -> torch.Tensor:
+    positions = unnormalize_grid(_pixel_grid_normalized(height, width), width, height)
+    return positions.to(device)
 
-    x = (linspace(-1, 1, W)[i] + 1) / 2 * (W - 1) in float32 (y likewise with H): not
-    always the exact integer (off by up to 7.6e-6 at W = 100), SPEC section 2. Row
-    y * W + x is pixel (x, y).
+
+def pixel_positions(height: int, width: int, device=None) -> torch.Tensor:
+    """Pixel (x, y) of every pixel as the original computed it: (H*W, 2) float32.
+
+    x = (linspace(-1, 1, W)[i] + 1) / 2 * (W - 1) in float32 on the CPU (y likewise with
+    H): not always the exact integer (off by up to 7.6e-6 at W = 100), SPEC section 2.
+    Row y * W + x is pixel (x, y). Cached per (size, device), so the returned tensor is
+    shared: do not modify it in place.
     """
-    return unnormalize_grid(_pixel_grid_normalized(height, width), width, height)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    return _pixel_positions_cached(int(height), int(width), device)
 
 
 def follow_keypoints(grid: torch.Tensor, keypts: torch.Tensor) -> torch.Tensor:
@@ -157,7 +165,7 @@ def follow_keypoints(grid: torch.Tensor, keypts: torch.Tensor) -> torch.Tensor:
     dist = torch.cdist(keypts.nan_to_num(), sources,
                        compute_mode="donot_use_mm_for_euclid_dist")  # (B, K, H*W)
     nearest = dist.argmin(dim=-1)  # (B, K)
-    moved = pixel_positions(height, width).to(grid.device)[nearest]  # (B, K, 2) float32
+    moved = pixel_positions(height, width, grid.device)[nearest]  # (B, K, 2) float32
     known = torch.isfinite(keypts).all(dim=-1, keepdim=True)  # (B, K, 1)
     return torch.where(known, moved, torch.full_like(moved, float("nan")))
 
