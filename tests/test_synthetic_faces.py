@@ -102,7 +102,7 @@ def test_mafl_lists(tiny_root, tiny_set):
 
 def test_marker_is_written_with_the_parameters(tiny_root):
     marker = json.loads((tiny_root / sf.MARKER_NAME).read_text())
-    assert marker["params"] == dict(TINY, texture_strength=1.0)
+    assert marker["params"] == dict(TINY, texture_strength=2.0)  # the default
     assert marker["format_version"] == sf.FORMAT_VERSION
     assert not list(tiny_root.parent.glob("*" + sf.TEMP_INFIX + "*"))
 

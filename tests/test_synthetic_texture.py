@@ -1,7 +1,7 @@
 """``texture_strength`` of the synthetic faces: 1.0 is the original generator bit for bit,
-more strength gives more fine detail at the training resolution, the texture stays fixed
-per identity, a change regenerates the data, and a marker written before the argument
-existed reads as 1.0."""
+the default is 2.0, more strength gives more fine detail at the training resolution, the
+texture stays fixed per identity, a change regenerates the data, and a marker written
+before the argument existed reads as 1.0 (so it is regenerated at the default)."""
 import dataclasses
 import hashlib
 import json
@@ -38,12 +38,17 @@ def sha256(data: bytes) -> str:
 @pytest.mark.parametrize("key", sorted(ORIGINAL_FACES))
 def test_strength_one_draws_the_original_faces_bit_for_bit(key):
     image_hash, landmark_hash = ORIGINAL_FACES[key]
-    for strength in ({}, {"texture_strength": 1.0}, {"texture_strength": 1}):
-        image, landmarks = sf.synthetic_face(*key, **strength)
+    for strength in (1.0, 1):
+        image, landmarks = sf.synthetic_face(*key, texture_strength=strength)
         assert sha256(image.tobytes()) == image_hash
         assert sha256(np.ascontiguousarray(landmarks, np.float64).tobytes()) == landmark_hash
-    stronger, _ = sf.synthetic_face(*key, texture_strength=2.0)
+    stronger, stronger_landmarks = sf.synthetic_face(*key, texture_strength=2.0)
     assert sha256(stronger.tobytes()) != image_hash
+    # the default is 2.0: the same image as asking for 2.0, the landmarks never move
+    default, default_landmarks = sf.synthetic_face(*key)
+    assert np.array_equal(np.asarray(default), np.asarray(stronger))
+    assert sha256(np.ascontiguousarray(default_landmarks, np.float64).tobytes()) == landmark_hash
+    assert np.array_equal(default_landmarks, stronger_landmarks)
 
 
 def network_view(image: Image.Image) -> np.ndarray:
@@ -120,11 +125,11 @@ def pixels(root, name="000001.jpg"):
 
 def test_changing_the_strength_regenerates_the_data(tmp_path):
     root = tmp_path / "faces"
-    assert ensure_synthetic_celeba(root, **SMALL) is True
+    assert ensure_synthetic_celeba(root, **SMALL, texture_strength=1.0) is True
     assert read_marker(root)["params"]["texture_strength"] == 1.0
     original = pixels(root)
-    assert ensure_synthetic_celeba(root, **SMALL, texture_strength=1.0) is False
-    assert ensure_synthetic_celeba(root, **SMALL, texture_strength=2.0) is True
+    assert ensure_synthetic_celeba(root, **SMALL, texture_strength=1) is False  # 1 == 1.0
+    assert ensure_synthetic_celeba(root, **SMALL) is True  # the default, 2.0
     assert read_marker(root)["params"] == dict(SMALL, texture_strength=2.0)
     assert not np.array_equal(pixels(root), original)
     assert ensure_synthetic_celeba(root, **SMALL, texture_strength=2) is False  # 2 == 2.0
@@ -133,19 +138,19 @@ def test_changing_the_strength_regenerates_the_data(tmp_path):
 
 def test_a_marker_without_the_strength_reads_as_one_and_is_kept(tmp_path):
     """A copy written before texture_strength existed: its marker (the exact layout that
-    version wrote) lacks the key; it holds strength-1 faces and is not regenerated."""
+    version wrote) lacks the key; it holds strength-1 faces, so it is kept for 1.0 and
+    regenerated for the default (2.0)."""
     root = tmp_path / "faces"
-    write_synthetic_celeba(root, **SMALL)
+    write_synthetic_celeba(root, **SMALL, texture_strength=1.0)
     marker = {"format": "synthetic_faces", "format_version": 1, "params": SMALL,
               "counts": {"train": 2, "val": 1, "test": 2}}
     (root / sf.MARKER_NAME).write_text(json.dumps(marker, indent=1) + "\n")
     (root / "kept.txt").write_text("a regeneration would remove this")
-    assert ensure_synthetic_celeba(root, **SMALL) is False
     assert ensure_synthetic_celeba(root, **SMALL, texture_strength=1.0) is False
     assert (root / "kept.txt").is_file() and read_marker(root) == marker
-    assert ensure_synthetic_celeba(root, **SMALL, texture_strength=4.0) is True
+    assert ensure_synthetic_celeba(root, **SMALL) is True
     assert not (root / "kept.txt").exists()
-    assert read_marker(root)["params"]["texture_strength"] == 4.0
+    assert read_marker(root)["params"]["texture_strength"] == 2.0
 
 
 @pytest.mark.parametrize("value", [-0.5, float("nan"), float("inf"), True, "2", None])
@@ -166,7 +171,7 @@ def test_contact_sheet_script_draws_one_row_per_strength(tmp_path):
                                "--output", str(output)]) == 0
     sheet = np.asarray(Image.open(output))
     assert sheet.shape == (2 * 218, 4 * 178, 3)  # 2 faces + 2 network views a row
-    first_face = sf.synthetic_face(0, 0, 0)[0]
+    first_face = sf.synthetic_face(0, 0, 0, texture_strength=1.0)[0]
     assert np.array_equal(sheet[20:218, :178], np.asarray(first_face)[20:])  # below the label
     assert not np.array_equal(sheet[20:218, :178], sheet[218 + 20:, :178])
     view = sheet[CROP_TOP:CROP_TOP + 178, 2 * 178:3 * 178]  # 64 x 64, enlarged

@@ -31,6 +31,7 @@ from data_loader.synthetic.canvas import DEBUG_COLOUR, IMAGE_SIZE
 from data_loader.synthetic.identity import (NEUTRAL, FaceIdentity, FaceVariation, identity_rng,
                                             image_rng, sample_identity, sample_variation)
 from data_loader.synthetic.renderer import FaceRenderer, contact_sheet, synthetic_face
+from data_loader.synthetic.texture import DEFAULT_TEXTURE_STRENGTH
 from data_loader.synthetic.writer import (DEFAULT_ROOT, EMBEDDING_CONFIG, FORMAT_VERSION,
                                           LANDMARK_HEADER, MARKER_NAME, OWNER_NAME, TEMP_INFIX,
                                           ensure_synthetic_celeba, is_synthetic_root,
@@ -42,5 +43,5 @@ __all__ = [
     "FaceIdentity", "FaceVariation", "NEUTRAL", "identity_rng", "image_rng",
     "IMAGE_SIZE", "DEBUG_COLOUR", "FORMAT_VERSION", "MARKER_NAME", "OWNER_NAME", "TEMP_INFIX",
     "LANDMARK_HEADER", "DEFAULT_ROOT", "EMBEDDING_CONFIG", "is_synthetic_root",
-    "synthetic_data_remedy",
+    "synthetic_data_remedy", "DEFAULT_TEXTURE_STRENGTH",
 ]

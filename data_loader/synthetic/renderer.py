@@ -14,7 +14,7 @@ from data_loader.synthetic.canvas import (DEBUG_COLOUR, IMAGE_SIZE, CANVAS, MARG
 from data_loader.synthetic.identity import (NEUTRAL, FaceIdentity, FaceVariation, identity_rng,
                                             image_rng, sample_identity, sample_variation)
 from data_loader.synthetic.layers import render_background, hair_masks, hair_texture
-from data_loader.synthetic.texture import TextureScale, draw_spots, paste_skin
+from data_loader.synthetic.texture import DEFAULT_TEXTURE_STRENGTH, TextureScale, draw_spots, paste_skin
 
 
 class FaceRenderer:
@@ -24,13 +24,14 @@ class FaceRenderer:
         identity: the person, from ``sample_identity``.
         texture_strength: scales the identity's fine texture (skin noise, freckles, moles,
             hair strand width; ``data_loader.synthetic.texture``); 1.0 is the original
-            texture, 0 none.
+            texture, 0 none, default 2.0.
 
     Raises:
         ValueError: ``texture_strength`` is not a finite number >= 0.
     """
 
-    def __init__(self, identity: FaceIdentity, texture_strength: float = 1.0):
+    def __init__(self, identity: FaceIdentity,
+                 texture_strength: float = DEFAULT_TEXTURE_STRENGTH):
         self.identity = identity
         self.texture = TextureScale(texture_strength)
         rng = np.random.default_rng(identity.texture_seed)
@@ -259,7 +260,8 @@ class FaceRenderer:
 
 
 def synthetic_face(seed: int, identity_id: int, image_index: int, debug: bool = False,
-                   texture_strength: float = 1.0) -> Tuple[Image.Image, np.ndarray]:
+                   texture_strength: float = DEFAULT_TEXTURE_STRENGTH
+                   ) -> Tuple[Image.Image, np.ndarray]:
     """The image ``image_index`` of identity ``identity_id`` for ``seed`` (as written to disk
     with that ``texture_strength``): (178 x 218 RGB image, (5, 2) landmarks in its pixels)."""
     renderer = FaceRenderer(sample_identity(identity_rng(seed, identity_id)), texture_strength)

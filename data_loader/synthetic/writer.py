@@ -23,7 +23,7 @@ import numpy as np
 from data_loader.synthetic.identity import (identity_rng, image_rng, sample_identity,
                                             sample_variation)
 from data_loader.synthetic.renderer import FaceRenderer
-from data_loader.synthetic.texture import check_texture_strength
+from data_loader.synthetic.texture import DEFAULT_TEXTURE_STRENGTH, check_texture_strength
 
 _logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def write_synthetic_celeba(root, *, num_train_identities: int = 300,
                            num_test_identities: int = 60, images_per_identity: int = 10,
                            num_val_images: int = 100, num_mafl_train: int = 1000,
                            num_mafl_test: int = 300, seed: int = 0,
-                           texture_strength: float = 1.0) -> None:
+                           texture_strength: float = DEFAULT_TEXTURE_STRENGTH) -> None:
     """Write a synthetic CelebA (SPEC section 5 layout) under ``root``, replacing ours.
 
     Splits: ``num_train_identities * images_per_identity`` train images (split 0), then
@@ -227,7 +227,7 @@ def write_synthetic_celeba(root, *, num_train_identities: int = 300,
     consecutive images always differ in identity. MAFL training is the last
     ``num_mafl_train`` train images, MAFL testing the first ``num_mafl_test`` test images.
     ``texture_strength`` scales every identity's fine texture (skin noise, freckles,
-    moles, hair strand width; ``data_loader.synthetic.texture``): 1.0 the original, 0 none.
+    moles, hair strand width; ``data_loader.synthetic.texture``): default 2.0, 1.0 the original, 0 none.
 
     Raises:
         RuntimeError: ``root`` is a non-empty folder that this function did not write.
@@ -284,7 +284,7 @@ def ensure_synthetic_celeba(root, *, num_train_identities: int = 300,
                             num_test_identities: int = 60, images_per_identity: int = 10,
                             num_val_images: int = 100, num_mafl_train: int = 1000,
                             num_mafl_test: int = 300, seed: int = 0,
-                            texture_strength: float = 1.0) -> bool:
+                            texture_strength: float = DEFAULT_TEXTURE_STRENGTH) -> bool:
     """Write the synthetic CelebA unless ``root`` already holds it with these parameters.
 
     Returns True when it generated. Arguments: see ``write_synthetic_celeba``; a copy
