@@ -24,6 +24,7 @@ from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer
 from trainer.matching_run import run_matching
 from trainer.optim import refuse_network_changes, resume_changes
+from trainer.run_config import resolve_defaults
 from trainer.run_setup import (MINI_TRAIN_BATCHES, data_workers, prepare_embedding,
                                prepare_regressor, start_run)
 from utils.checkpoint import load_checkpoint, require_resumable
@@ -33,12 +34,14 @@ from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
 from utils.error_curve import write_error_report
 from utils.logging_setup import close_run_log, hold_run_log, setup_logging
+from utils.provenance import run_provenance
 from utils.registry import ConfigError
 
 _logger = logging.getLogger("train")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; ``argv`` (default ``sys.argv[1:]``) is kept as ``.argv``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", help="JSON config file")
     parser.add_argument("-r", "--resume", help="checkpoint to resume from (file, run folder, "
@@ -63,7 +66,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                         help="check the config and build everything without reading data, "
                         "then exit")
-    return parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
 
 
 def resolve_config(args):
@@ -87,7 +93,7 @@ def resolve_config(args):
     return config, config_path, state
 
 
-def check_resume(state, config, args) -> None:
+def check_resume(state, config, config_path, args) -> None:
     """Before anything is written: a resumed run must have epochs left to train, keep the
     network of the checkpoint's run, and its changed optimizer settings must fit the
     saved optimizer state."""
@@ -97,8 +103,10 @@ def check_resume(state, config, args) -> None:
                           f"trainer.epochs is {config['trainer']['epochs']}: nothing to train; "
                           f"raise it, e.g. --set trainer.epochs={epoch + 1}")
     if not state.get("released"):
-        refuse_network_changes(state.get("config"), config, args.resume)
-        resume_changes(state.get("config"), config, args.resume)
+        saved = state.get("config")
+        saved = resolve_defaults(saved, config_path) if isinstance(saved, dict) else None
+        refuse_network_changes(saved, config, args.resume)
+        resume_changes(saved, config, args.resume)
 
 
 def fit(trainer: BaseTrainer, args, state) -> None:
@@ -112,7 +120,8 @@ def train_embedding(config, config_path, args, device, seed: int, state,
                     finetune_checkpoint) -> dict:
     """An embedding run; ends with the matching evaluation on the config's dataset."""
     prepared = prepare_embedding(config, config_path, args, device, seed, finetune_checkpoint)
-    with start_run(config, config_path, args.resume, device, seed) as (model_dir, writer):
+    with start_run(config, config_path, args.resume, device, seed,
+                   run_provenance(device, "train.py", args.argv)) as (model_dir, writer):
         trainer = EmbeddingTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
         fit(trainer, args, state)
     if prepared.matching_set is None:
@@ -130,7 +139,8 @@ def train_keypoint_regressor(config, config_path, args, device, seed: int, state
     """A landmark regressor on the frozen (``finetune_from``) embedding; ends by writing
     ``keypoints.json`` and the error curve of the last validation pass."""
     prepared = prepare_regressor(config, config_path, args, device, seed, finetune_checkpoint)
-    with start_run(config, config_path, args.resume, device, seed) as (model_dir, writer):
+    with start_run(config, config_path, args.resume, device, seed,
+                   run_provenance(device, "train.py", args.argv)) as (model_dir, writer):
         trainer = KeypointTrainer(model_dir=model_dir, writer=writer, **prepared.trainer_args)
         fit(trainer, args, state)
     if trainer.last_valid_errors is None:
@@ -158,11 +168,12 @@ def main(argv=None) -> int:
         config, config_path, state = resolve_config(args)
         device = resolve_device(args.device)
         summary = check_run_config(config, config_path, args.resume, state)
+        config = resolve_defaults(config, config_path)
         seeds = resolve_seeds(args.seeds, config, config_path)
         if state is not None:
             if len(seeds) > 1:
                 raise ConfigError(f"--resume continues one run; drop --seeds {args.seeds}")
-            check_resume(state, config, args)
+            check_resume(state, config, config_path, args)
         if args.dry_run:
             print(f"{config_path}: {summary['arch']} with {summary['parameters']:,} trainable "
                   f"parameters; every name resolves")

@@ -16,7 +16,8 @@ does: data generation on a first run, building, training, matching) goes into
 Resuming: a (config, seed) is not trained again when ``<save_dir>/models/<experiment>/``
 holds a finished run of it: a folder with a ``matching.json`` whose ``config.json`` equals
 the config this command would run (the file with every ``--set`` applied, and that
-``seed``), compared as a whole, so runs with other overrides are never taken for these.
+``seed``), compared as a whole with every default written out (``trainer.run_config``),
+so runs with other overrides are never taken for these.
 Of several, the newest ``matching.json`` counts. Runs trained by ``train.py`` directly
 count too (their wall time shows as unknown). A folder of the same config with
 checkpoints but no ``matching.json`` (interrupted) is left as it is and the run is
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import train
+from trainer.run_config import resolve_defaults
 from utils.cli import resolve_seeds, run_config
 from utils.config import run_directories
 from utils.errors import USER_ERRORS, UserError, report_user_error
@@ -94,8 +96,20 @@ class ClaimConfig:
         return self.config["loss"] == DVE_LOSS
 
     def run_config(self, seed: int) -> Dict[str, Any]:
-        """What ``train.py`` writes as the run's ``config.json`` for ``seed``."""
-        return json.loads(json.dumps({**self.config, "seed": seed}))
+        """What ``train.py`` writes as the run's ``config.json`` for ``seed`` (the
+        resolved config: ``trainer.run_config``)."""
+        return json.loads(json.dumps(resolve_defaults({**self.config, "seed": seed},
+                                                      self.path)))
+
+    def same_run(self, stored: Any, seed: int) -> bool:
+        """Whether ``stored`` (a run's ``config.json``) is the run config of ``seed``,
+        compared resolved, so runs written before configs were resolved still count."""
+        if not isinstance(stored, dict):
+            return False
+        try:
+            return resolve_defaults(stored, self.path) == self.run_config(seed)
+        except (KeyError, TypeError, ValueError, ConfigError):  # not a config of ours
+            return False
 
 
 def config_file(text: str) -> Path:
@@ -125,9 +139,8 @@ def runs_of(claim: ClaimConfig, seed: int) -> List[Path]:
     """The run folders of ``claim`` whose ``config.json`` is the run config of ``seed``."""
     if not claim.experiment_dir.is_dir():
         return []
-    expected = claim.run_config(seed)
     return sorted(folder for folder in claim.experiment_dir.iterdir()
-                  if folder.is_dir() and _read_json(folder / "config.json") == expected)
+                  if folder.is_dir() and claim.same_run(_read_json(folder / "config.json"), seed))
 
 
 def finished_run(claim: ClaimConfig, seed: int) -> Optional[Path]:

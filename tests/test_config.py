@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 import train
-from utils.config import apply_overrides, check_arguments, experiment_name, run_directories
+from utils.config import (apply_overrides, check_arguments, experiment_name, load_config,
+                          run_directories)
 from utils.registry import ConfigError, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def test_dry_run_accepts_every_config(config, capsys, tmp_path, monkeypatch):
     assert train.main(["--config", str(config), "--dry-run", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "trainable parameters" in out
-    data = json.loads(config.read_text())
+    data = load_config(config)
     if data["dataset"]["type"] != "SyntheticFaces":
         assert "missing on this machine: dataset root" in out
 

@@ -96,7 +96,7 @@ def files_under(folder):
      "its parameters do not fit the configured network, SmallNet with 64 output channels"),
     # the same weights, another network: refused by name
     ("arch.args.do_maxpool=false", "the network differs from the checkpoint's run "
-                                   "(arch.args.do_maxpool None -> False)"),
+                                   "(arch.args.do_maxpool True -> False)"),
 ])
 def test_network_changes_are_refused_before_writing(tmp_path, tiny_config, run_folder, caplog,
                                                     capsys, override, expected, dry_run):

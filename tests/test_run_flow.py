@@ -128,5 +128,5 @@ def test_a_new_run_that_fails_after_a_checkpoint_keeps_its_folder(tmp_path, tiny
     assert "error: epoch 3, training batch index 1" in one_error(caplog, capsys)
     folder = run_folder(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json"]
+        "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "provenance.json"]
     assert (tmp_path / "saved" / "log" / "tiny-smallnet" / folder.name / "info.log").exists()

@@ -12,6 +12,7 @@ from base.base_dataset import ImageReadError, MissingDataError
 from data_loader import synthetic as sf
 from data_loader.celeba import MAFLAligned
 from data_loader.synthetic import ensure_synthetic_celeba, write_synthetic_celeba
+from utils.config import load_config
 
 TINY = dict(num_train_identities=6, num_test_identities=6, images_per_identity=3,
             num_val_images=4, num_mafl_train=5, num_mafl_test=12, seed=3)
@@ -277,7 +278,7 @@ def test_the_named_config_writes_the_root_the_keypoint_configs_read():
     assert config["dataset"]["type"] == "SyntheticFaces"
     assert config["dataset"]["args"]["root"] == "data/synthetic_faces"
     for path in sorted((repo / "configs/synthetic-keypoints").glob("*.json")):
-        assert json.loads(path.read_text())["dataset"]["args"]["root"] == "data/synthetic_faces"
+        assert load_config(path)["dataset"]["args"]["root"] == "data/synthetic_faces"
 
 
 def test_missing_or_damaged_synthetic_faces_say_how_to_make_them(tiny_root, tmp_path):

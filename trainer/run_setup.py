@@ -33,6 +33,7 @@ from trainer.optim import build_optimizer, build_scheduler
 from utils.checkpoint_search import require_checkpoint
 from utils.config import as_config_error, run_directories
 from utils.logging_setup import close_run_log, hold_run_log, setup_logging
+from utils.provenance import record_start
 from utils.registry import ConfigError
 
 _logger = logging.getLogger(__name__)
@@ -211,11 +212,12 @@ def remove_created(folder: Path, top: Path) -> None:
 
 
 @contextmanager
-def start_run(config, config_path, resume: Optional[str], device,
-              seed: int) -> Iterator[Tuple[Path, Any]]:
+def start_run(config, config_path, resume: Optional[str], device, seed: int,
+              provenance: Optional[Dict[str, Any]] = None) -> Iterator[Tuple[Path, Any]]:
     """Create the run folders (``resume``: the checkpoint's run), log to them, write the
-    config that runs as ``config.json``; yields (model dir, TensorBoard writer or None)
-    and closes the writer when the run ends.
+    config that runs as ``config.json`` and append ``provenance`` (``utils.provenance``)
+    to ``provenance.json``; yields (model dir, TensorBoard writer or None) and closes the
+    writer when the run ends.
 
     A new run that stops with an exception before its first checkpoint (no ``*.pth`` in
     its folder) leaves nothing behind: the writer and ``info.log`` are closed, the run
@@ -231,6 +233,8 @@ def start_run(config, config_path, resume: Optional[str], device,
         setup_logging(log_dir, config["trainer"].get("verbosity", 2))
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "config.json").write_text(json.dumps(config, indent=4))
+        if provenance is not None:
+            record_start(model_dir, provenance)
         _logger.info("run folder %s, logs %s, device %s, seed %d", model_dir, log_dir, device,
                      seed)
         if config["trainer"].get("tensorboardX", True):

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional
 
+from utils.config_inheritance import read_config_file
 from utils.errors import UserError
 from utils.registry import ConfigError, Registry
 
@@ -40,14 +41,11 @@ KNOWN_TRAINER_KEYS = frozenset({
 
 
 def load_config(path) -> Dict[str, Any]:
-    """Read a config file; JSON errors name the file, line and column."""
+    """Read a config file with its ``_base_`` chain merged in
+    (``utils.config_inheritance``) and check its keys; JSON errors name the file, line and
+    column."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass an existing file to --config")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+    config = read_config_file(path)
     check_config(config, path)
     return config
 
