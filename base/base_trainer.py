@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from base.run_settings import RunContext, TrainingSchedule
 from trainer.optim import apply_changed_settings, group_settings, resume_changes
 from utils.checkpoint import load_weights_into, save_checkpoint
 from utils.config_values import parse_monitor
@@ -32,48 +33,31 @@ class BaseTrainer:
     """Args:
         model: the network being trained.
         optimizer, lr_scheduler: built from the config (scheduler may be None).
-        config: the plain config dict (stored in every checkpoint, with ``config_path``).
-        device: where the model and batches live.
-        model_dir: folder of ``checkpoint-epoch<N>.pth`` and ``model_best.pth``.
-        writer: a TensorBoard ``SummaryWriter`` or None.
-        max_epochs: stop after this many epochs of this run (``--train_single_epoch``).
-        loss_fn: ``(outputs, meta, **loss_args) -> scalar``.
-        loss_args: keyword arguments of the loss from the config.
-        max_batches: limit batches per epoch (``--mini_train``), or None.
-        seed: seeds ``augment_generator``, the generator of on-device augmentation.
-        loader_generator: the training loader's shuffling generator (or None); both
-            generators' states go into every checkpoint, so ``--resume`` continues exactly.
+        loss_fn: ``(outputs, meta) -> scalar`` tensor (loss arguments already bound).
+        schedule: ``TrainingSchedule`` (epochs, checkpoints, monitor, run limits).
+        run: ``RunContext`` (device, seed, the config stored in checkpoints, run folder,
+            TensorBoard writer, loader generator). The augmentation generator is seeded
+            with ``run.seed``; its state and the loader generator's go into every
+            checkpoint, so ``--resume`` continues exactly.
     """
 
-    def __init__(self, model: nn.Module, optimizer, lr_scheduler, config: Dict[str, Any],
-                 device: torch.device, model_dir: Path, writer=None,
-                 max_epochs: Optional[int] = None, config_path: str = "", seed: int = 0,
-                 loader_generator: Optional[torch.Generator] = None,
-                 loss_fn: Optional[Callable] = None, loss_args: Optional[Dict] = None,
-                 max_batches: Optional[int] = None):
+    def __init__(self, model: nn.Module, optimizer, lr_scheduler, loss_fn: Callable,
+                 schedule: TrainingSchedule, run: RunContext):
         self.model = model
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        self.config = config
-        self.config_path = config_path
-        self.device = device
-        self.model_dir = Path(model_dir)
-        self.writer = writer
-        trainer = config["trainer"]
-        self.epochs = int(trainer["epochs"])
-        self.save_period = int(trainer.get("save_period", 1))
-        self.monitor_mode, self.monitor_key = parse_monitor(trainer.get("monitor", "off"),
-                                                            config_path)
+        self.loss_fn = loss_fn
+        self.schedule = schedule
+        self.run = run
+        self.config, self.config_path = run.config, run.config_path
+        self.device, self.model_dir, self.writer = run.device, Path(run.model_dir), run.writer
+        self.epochs, self.max_batches = schedule.epochs, schedule.max_batches
+        self.monitor_mode, self.monitor_key = parse_monitor(schedule.monitor, run.config_path)
         self.monitor_best = math.inf if self.monitor_mode == "min" else -math.inf
-        self.early_stop = int(trainer.get("early_stop", 0) or 0)
-        self.max_epochs = max_epochs
         self.start_epoch = 1
         self.last_checkpoint: Optional[Path] = None
-        self.augment_generator = torch.Generator(device=device).manual_seed(seed)
-        self.loader_generator = loader_generator
-        self.loss_fn = loss_fn
-        self.loss_args = loss_args or {}
-        self.max_batches = max_batches
+        self.augment_generator = torch.Generator(device=run.device).manual_seed(run.seed)
+        self.loader_generator = run.loader_generator
         self.global_step = 0
 
     # -- hooks for subclasses -------------------------------------------------------
@@ -113,11 +97,12 @@ class BaseTrainer:
                      split: str = "training") -> Tensor:
         """The configured loss of one batch (``batch_index`` within the ``split`` pass of
         ``epoch``); a NaN or infinite value raises :class:`NonFiniteLossError`."""
-        loss = self.loss_fn(outputs, meta, **self.loss_args)
+        loss = self.loss_fn(outputs, meta)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"epoch {epoch}, {split} batch index {batch_index}: the loss {self.config['loss']} "
-                f"is {loss.item()} (loss_args {self.loss_args}); the run stops: lower the "
+                f"is {loss.item()} (loss_args {self.config.get('loss_args', {})}); the run "
+                f"stops: lower the "
                 f"learning rate (optimizer.args.lr in {self.config_path}) or check the data "
                 f"(broken images or annotations)")
         return loss
@@ -138,22 +123,23 @@ class BaseTrainer:
         log: Dict[str, float] = {}
         epochs_without_improvement = 0
         last_epoch = self.epochs
-        if self.max_epochs is not None:
-            last_epoch = min(last_epoch, self.start_epoch + self.max_epochs - 1)
+        if self.schedule.max_epochs is not None:
+            last_epoch = min(last_epoch, self.start_epoch + self.schedule.max_epochs - 1)
         for epoch in range(self.start_epoch, last_epoch + 1):
             log = {"epoch": epoch, **self.train_epoch(epoch)}
             self.step_scheduler(epoch)
             log.update(self.valid_epoch(epoch))
             self.log_epoch(log)
             improved = self.update_monitor(log)
-            if epoch % self.save_period == 0 or epoch == last_epoch:
+            if epoch % self.schedule.save_period == 0 or epoch == last_epoch:
                 self.save(epoch, f"checkpoint-epoch{epoch}.pth")
             if improved:
                 self.save(epoch, "model_best.pth")
             epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
-            if self.monitor_mode != "off" and 0 < self.early_stop <= epochs_without_improvement:
+            early_stop = self.schedule.early_stop
+            if self.monitor_mode != "off" and 0 < early_stop <= epochs_without_improvement:
                 _logger.info("validation %s did not improve for %d epochs: stopping",
-                             self.monitor_key, self.early_stop)
+                             self.monitor_key, early_stop)
                 break
         return log
 

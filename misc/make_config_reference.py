@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import trainer.builders  # noqa: F401  (imports, and so registers, every registered name)
 from data_loader.registry import DATASETS, WARPERS
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
+from trainer.method import METHODS
 from trainer.optim import ARGUMENT_CHECKS, OPTIMIZERS, SCHEDULERS
 from utils.config import IGNORED_KEYS, KNOWN_KEYS, KNOWN_TRAINER_KEYS, REQUIRED_KEYS
 from utils.config_values import SETTINGS
@@ -42,6 +43,7 @@ REGISTRIES: Tuple[Tuple[Registry, str, int, Tuple[str, ...]], ...] = (
     (LOSSES, "Losses", 2, ()),
     (METRICS, "Metrics", 2, ()),
     (KEYPOINT_REGRESSORS, "Landmark regressors", 1, ()),
+    (METHODS, "Methods", 1, ()),
     (OPTIMIZERS, "Optimizers", 1, ()),
     (SCHEDULERS, "Learning-rate schedulers", 1, ()),
     (VISUALIZATIONS, "Visualizations", 5, ("keypoints",)),
@@ -66,6 +68,9 @@ REGISTRY_NOTES = {
     "keypoint_regressor": "`keypoint_regressor: {\"type\": NAME, \"args\": {...}}`; the code "
                           "passes `descriptor_dimension` (`arch.args.num_output_channels`). "
                           "See [landmark-regression.md](landmark-regression.md).",
+    "method": "`method: {\"type\": NAME, \"args\": {...}}` (embedding runs; default "
+              "`WarpedPairs`, the original's); the code passes the `MethodContext` (datasets, "
+              "warper, loss). [adding-a-method.md](adding-a-method.md) shows a new one.",
     "optimizer": "`optimizer: {\"type\": NAME, \"args\": {...}}`; the code passes the parameter "
                  "groups (conv biases in their own group when `bias_lr` is set).",
     "lr_scheduler": "`lr_scheduler: {\"type\": NAME, \"args\": {...}}`; the code passes the "
@@ -112,6 +117,9 @@ KEY_MEANINGS = {
     "restrict_annos": "train the regressor on N images drawn from the run's seed (logged by "
                       "index and name), tiled floor(len / N) times",
     "seed": "the run's seed when `--seeds` is not given (default 0); this project's addition",
+    "method": "the embedding method, `{type, args}` (registry below; default `WarpedPairs`: "
+              "warped pairs and the configured `loss`, as the original); this project's "
+              "addition",
 }
 TRAINER_KEY_MEANINGS = {
     "epochs": "number of epochs",

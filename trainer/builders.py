@@ -19,6 +19,7 @@ from model.frozen_embedding import keypoint_regression_model
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
 from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer
+from trainer.method import DEFAULT_METHOD, METHODS
 from trainer.optim import build_optimizer, build_scheduler, check_optimizer_settings
 from utils import keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
 from utils.checkpoint import load_checkpoint, load_weights_into
@@ -222,7 +223,13 @@ def check_run_config(config: Dict[str, Any], path, resume: Optional[str] = None,
     check_dataset_geometry(config, path)
     optimizer = build_optimizer(config, network, path)
     build_scheduler(config, optimizer, path)
-    if "warper" in config or "keypoint_regressor" not in config:
+    method = None
+    if "keypoint_regressor" not in config:  # the method's constructor needs the data:
+        method = DEFAULT_METHOD              # checked here by name and arguments
+        if "method" in config:
+            resolve_block(METHODS, config, "method", path, reserved=("context",))
+            method = config["method"]["type"]
+    if "warper" in config or method == DEFAULT_METHOD:  # warped pairs need one
         build_warper(config, path)
     check_monitor(config, path)
     log_ignored_keys(config, path)

@@ -1,34 +1,36 @@
-"""Training a dense embedding from warped pairs (SPEC sections 2-4, 7)."""
+"""Training a dense embedding with a method (warped pairs for DVE; SPEC sections 2-4, 7)."""
 import logging
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import torch
 from torch.utils.data import DataLoader
 
 from base.base_trainer import BaseTrainer
-from data_loader.device_pipeline import PairPipeline
+from trainer.method import EmbeddingMethod
 
 _logger = logging.getLogger(__name__)
 
 
 class EmbeddingTrainer(BaseTrainer):
-    """Args (besides ``BaseTrainer``'s):
+    """Trains an embedding with a method (``trainer.method``): the method makes each
+    batch's views and loss and keeps its own state; this class runs the epochs.
+
+    Args (besides ``BaseTrainer``'s):
+        method: an ``EmbeddingMethod``; its ``state_dict()`` goes into every checkpoint
+            under ``method`` and is restored on ``--resume``.
         train_loader, valid_loader: loaders of decoded images (valid may be None).
-        train_pipeline, valid_pipeline: ``PairPipeline``s run on the device.
         visualizations: ``(writer, images, outputs, tag, step)`` callables.
-        (loss_fn, max_batches, seed, loader_generator and the rest: ``BaseTrainer``.)
     """
 
-    def __init__(self, *, train_loader: DataLoader, valid_loader: Optional[DataLoader],
-                 train_pipeline: PairPipeline, valid_pipeline: PairPipeline,
-                 visualizations: List[Callable] = (), **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, method: EmbeddingMethod, train_loader: DataLoader,
+                 valid_loader: Optional[DataLoader], visualizations: List[Callable] = (),
+                 **kwargs):
+        super().__init__(loss_fn=method.loss, **kwargs)
+        self.method = method
         self.train_loader = train_loader
         self.valid_loader = valid_loader
-        self.train_pipeline = train_pipeline
-        self.valid_pipeline = valid_pipeline
         self.visualizations = list(visualizations)
 
     @staticmethod
@@ -41,11 +43,12 @@ class EmbeddingTrainer(BaseTrainer):
         total, count, pairs, start = 0.0, 0, 0, time.perf_counter()
         progress = self.progress(self.train_loader, epoch)
         for batch_index, batch in progress:
-            inputs = self.train_pipeline(batch, self.device, self.augment_generator)
+            inputs = self.method.views(batch, self.device, self.augment_generator, train=True)
             value = self.optimize(self.compute_loss(self.model(inputs["data"]), inputs["meta"],
                                                     epoch, batch_index))
+            self.method.after_step(self.model)
             total, count = total + value, count + 1
-            pairs += inputs["meta"]["grid"].shape[0]
+            pairs += batch["data"].shape[0]  # loader images: one pair each for WarpedPairs
             rate = pairs / max(time.perf_counter() - start, 1e-9)
             progress.set_postfix(loss=f"{value:.4f}", pairs_per_s=f"{rate:.1f}")
         elapsed = time.perf_counter() - start
@@ -63,7 +66,7 @@ class EmbeddingTrainer(BaseTrainer):
         generator = torch.Generator(device=self.device).manual_seed(0)
         total, count = 0.0, 0
         for batch_index, batch in self.batches(self.valid_loader):
-            inputs = self.valid_pipeline(batch, self.device, generator)
+            inputs = self.method.views(batch, self.device, generator, train=False)
             outputs = self.model(inputs["data"])
             loss = self.compute_loss(outputs, inputs["meta"], epoch, batch_index, "validation")
             total, count = total + loss.item(), count + 1
@@ -71,3 +74,11 @@ class EmbeddingTrainer(BaseTrainer):
                 for visualize in self.visualizations:
                     visualize(self.writer, inputs["data"], outputs, "valid", epoch)
         return {"val_loss": total / max(count, 1)} if count else {"val_loss": math.nan}
+
+    def extra_state(self) -> Dict[str, Any]:
+        return {**super().extra_state(), "method": self.method.state_dict()}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        if "method" in state:
+            self.method.load_state_dict(state["method"])

@@ -1,4 +1,5 @@
-"""Preparing a training run: every part is built and its data read before the run folder
+"""What both tasks (``trainer.embedding_task``, ``trainer.regression_task``) share to
+prepare and start a run: every part is built and its data read before the run folder
 exists, so a start that fails (missing data, a setting a constructor refuses, a cache
 that does not fit, a test split too small to match on) leaves nothing behind (SPEC
 section 7 layout); a new run that stops before its first checkpoint removes the folders
@@ -19,20 +20,12 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import torch
 from torch import nn
 
-from data_loader.device_pipeline import build_pair_pipeline
-from data_loader.keypoint_pipeline import build_keypoint_pipeline
-from data_loader.loaders import make_loader
-from data_loader.restricted_annos import RestrictedAnnotations
-from trainer.builders import (build_dataset, build_model, build_warper, embedding_part,
-                              load_finetune_weights, resolve_loss, resolve_metrics,
-                              resolve_visualizations)
-from trainer.descriptor_cache import CACHE_BATCH, cache_splits
-from trainer.keypoint_trainer import index_loader
-from trainer.matching_run import build_matching_dataset
+from base.run_settings import RunContext, TrainingSchedule
+from trainer.builders import load_finetune_weights, resolve_visualizations
 from trainer.optim import build_optimizer, build_scheduler
 from utils.checkpoint_search import require_checkpoint
-from utils.config import as_config_error, run_directories
-from utils.logging_setup import close_run_log, hold_run_log, setup_logging
+from utils.config import run_directories
+from utils.logging_setup import close_run_log, setup_logging
 from utils.provenance import record_start
 from utils.registry import ConfigError
 
@@ -45,17 +38,25 @@ VALID_BATCH = 32
 class PreparedRun:
     """What a trainer is made of, before the run folder exists.
 
-    trainer_args: the trainer's keyword arguments, all but ``model_dir`` and ``writer``.
+    trainer_args: the trainer's keyword arguments, all but ``run``.
+    run_values: the ``RunContext`` values known before the run folder exists (all but
+        ``model_dir`` and ``writer``).
     network: the embedding (unwrapped), for the matching evaluation after training.
     train_set, valid_set: the datasets (``train_set`` possibly restricted).
     matching_set: the split the matching evaluation after training reads (an embedding
         run on a dataset with keypoints), already checked to hold a pair; else None.
     """
     trainer_args: Dict[str, Any]
+    run_values: Dict[str, Any]
     network: nn.Module
     train_set: Any
     valid_set: Any
     matching_set: Any = None
+
+    def trainer(self, trainer_class, model_dir: Path, writer):
+        """``trainer_class`` built for the run folder ``model_dir`` and ``writer``."""
+        return trainer_class(run=RunContext(model_dir=model_dir, writer=writer,
+                                            **self.run_values), **self.trainer_args)
 
 
 def parallelize(network: nn.Module, n_gpu: int, device: torch.device) -> nn.Module:
@@ -100,93 +101,37 @@ def log_splits(config, train_set, valid_set) -> None:
                  len(train_set), len(valid_set))
 
 
-def trainer_arguments(config, config_path, args, device, model, seed: int,
-                      loader_generator) -> Dict[str, Any]:
-    """The ``BaseTrainer`` arguments both trainers take (but ``model_dir`` and ``writer``):
-    optimizer and scheduler of ``model``, loss, visualizations, run limits, generators."""
-    optimizer = build_optimizer(config, model, config_path)
-    return dict(
-        model=model, optimizer=optimizer,
-        lr_scheduler=build_scheduler(config, optimizer, config_path),
-        config=config, config_path=str(config_path), device=device,
+def training_schedule(config, args) -> TrainingSchedule:
+    """The resolved config's ``trainer`` block with ``--train_single_epoch`` and
+    ``--mini_train``."""
+    trainer = config["trainer"]
+    return TrainingSchedule(
+        epochs=int(trainer["epochs"]), save_period=int(trainer["save_period"]),
+        monitor=trainer["monitor"], early_stop=int(trainer["early_stop"] or 0),
         max_epochs=1 if args.train_single_epoch else None,
-        loss_fn=resolve_loss(config, config_path), loss_args=config.get("loss_args", {}),
-        visualizations=resolve_visualizations(config, config_path),
-        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
-        seed=seed, loader_generator=loader_generator)
+        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None)
 
 
-def prepare_embedding(config, config_path, args, device, seed: int,
-                      finetune_checkpoint=None) -> PreparedRun:
-    """Seed, then build the embedding run's network (``finetune_checkpoint``: see
-    :func:`finetune`), datasets, loaders and pipelines, and the split the matching
-    evaluation will read (``trainer.matching_run.build_matching_dataset``, which refuses
-    one of fewer than two images) when the dataset has keypoints."""
-    hold_run_log()
-    torch.manual_seed(seed)
-    network = build_model(config, config_path).to(device)
-    finetune(network, config, args, device, finetune_checkpoint)
-    trained_network = parallelize(network, config.get("n_gpu", 1), device)
-    train_set = build_dataset(config, config_path, train=True)
-    valid_set = build_dataset(config, config_path, train=False)
-    check_batch_size(config, config_path, train_set)
-    log_splits(config, train_set, valid_set)
-    matching_set = build_matching_dataset(config, config_path) if train_set.has_keypoints \
-        else None
-    warper = build_warper(config, config_path)
-    workers = data_workers(config, args)
-    loader_generator = torch.Generator().manual_seed(seed)
-    trainer_args = dict(
-        train_loader=make_loader(train_set, config["batch_size"], True, device, workers,
-                                 loader_generator),
-        valid_loader=make_loader(valid_set, VALID_BATCH, False, device, workers),
-        train_pipeline=build_pair_pipeline(warper, train_set, train=True),
-        valid_pipeline=build_pair_pipeline(warper, valid_set, train=False),
-        **trainer_arguments(config, config_path, args, device, trained_network, seed,
-                            loader_generator))
-    return PreparedRun(trainer_args, network, train_set, valid_set, matching_set)
+def trainer_arguments(config, config_path, args, device, model, seed: int,
+                      loader_generator) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(the ``BaseTrainer`` arguments both trainers take but ``loss_fn`` and ``run``:
+    optimizer and scheduler of ``model``, schedule, visualizations; the ``RunContext``
+    values but ``model_dir`` and ``writer``)."""
+    optimizer = build_optimizer(config, model, config_path)
+    trainer_args = dict(model=model, optimizer=optimizer,
+                        lr_scheduler=build_scheduler(config, optimizer, config_path),
+                        schedule=training_schedule(config, args),
+                        visualizations=resolve_visualizations(config, config_path))
+    run_values = dict(device=device, seed=seed, config=config, config_path=str(config_path),
+                      loader_generator=loader_generator)
+    return trainer_args, run_values
 
 
-def prepare_regressor(config, config_path, args, device, seed: int,
-                      finetune_checkpoint=None) -> PreparedRun:
-    """Seed, then build the regression run's model (frozen ``finetune_from`` embedding;
-    ``finetune_checkpoint``: see :func:`finetune`), datasets, pipelines and loaders, and
-    the descriptor cache when configured."""
-    hold_run_log()
-    torch.manual_seed(seed)
-    model = build_model(config, config_path).to(device)
-    finetune(embedding_part(model, config), config, args, device, finetune_checkpoint)
-    train_set = build_dataset(config, config_path, train=True)
-    valid_set = build_dataset(config, config_path, train=False)
-    if config.get("restrict_annos"):
-        with as_config_error(config_path, "restrict_annos"):
-            train_set = RestrictedAnnotations(train_set, int(config["restrict_annos"]), seed)
-    check_batch_size(config, config_path, train_set)
-    log_splits(config, train_set, valid_set)
-    warper = build_warper(config, config_path) if "warper" in config else None
-    with as_config_error(config_path, "dataset.args"):
-        train_pipeline = build_keypoint_pipeline(warper, train_set, train=True)
-        valid_pipeline = build_keypoint_pipeline(warper, valid_set, train=False,
-                                                 warp_val=config.get("warp_val", True))
-    workers = data_workers(config, args)
-    loader_generator = torch.Generator().manual_seed(seed)
-    caches = (None, None)
-    if config.get("cache_descriptors"):
-        caches = cache_splits(model[0], make_loader(train_set, CACHE_BATCH, False, device, workers),
-                              make_loader(valid_set, CACHE_BATCH, False, device, workers),
-                              train_pipeline, valid_pipeline, device, seed, config_path)
-        train_loader = index_loader(len(train_set), config["batch_size"], True, loader_generator)
-        valid_loader = index_loader(len(valid_set), VALID_BATCH, False)
-    else:
-        train_loader = make_loader(train_set, config["batch_size"], True, device, workers,
-                                   loader_generator)
-        valid_loader = make_loader(valid_set, VALID_BATCH, False, device, workers)
-    trainer_args = dict(
-        metrics=resolve_metrics(config, config_path), train_loader=train_loader,
-        valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
-        eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1],
-        **trainer_arguments(config, config_path, args, device, model, seed, loader_generator))
-    return PreparedRun(trainer_args, embedding_part(model, config), train_set, valid_set)
+def fit(trainer, args, state) -> None:
+    """Resume from ``args.resume`` (its checkpoint ``state`` as read) if asked, then train."""
+    if args.resume:
+        trainer.resume(args.resume, state)
+    trainer.train()
 
 
 def topmost_missing(folder: Path) -> Path:

@@ -62,7 +62,8 @@ def positive_integer(value) -> bool:
 
 _FLAG = (_flag, "true or false")
 _PATH = (_text, "a path (a non-empty string)")
-BLOCKS = ("arch", "dataset", "warper", "optimizer", "lr_scheduler", "keypoint_regressor")
+BLOCKS = ("arch", "dataset", "warper", "optimizer", "lr_scheduler", "keypoint_regressor",
+          "method")
 
 # key path -> (predicate, what is expected)
 SETTINGS: Dict[str, Tuple[Callable[[Any], bool], str]] = {

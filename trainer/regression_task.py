@@ -1,0 +1,91 @@
+"""The landmark-regression task: from a resolved config with a ``keypoint_regressor``
+block to a regressor trained on the frozen embedding and its error report (SPEC sections
+1, 3, 6, 7).
+
+``prepare_regressor`` builds everything before the run folder exists (the regression
+model around the ``finetune_from`` embedding, datasets, pipelines, loaders or the
+descriptor cache, optimizer); ``train_keypoint_regressor`` creates the run folder, trains
+and writes ``keypoints.json`` with the error curve of the last validation pass.
+"""
+import functools
+import logging
+
+import torch
+
+from data_loader.keypoint_pipeline import build_keypoint_pipeline
+from data_loader.loaders import make_loader
+from data_loader.restricted_annos import RestrictedAnnotations
+from trainer.builders import (build_dataset, build_model, build_warper, embedding_part,
+                              resolve_loss, resolve_metrics)
+from trainer.descriptor_cache import CACHE_BATCH, cache_splits
+from trainer.keypoint_trainer import KeypointTrainer, index_loader
+from trainer.run_setup import (VALID_BATCH, PreparedRun, check_batch_size, data_workers,
+                               finetune, fit, log_splits, start_run, trainer_arguments)
+from utils.config import as_config_error
+from utils.error_curve import write_error_report
+from utils.logging_setup import hold_run_log
+from utils.registry import ConfigError
+
+_logger = logging.getLogger(__name__)
+
+
+def prepare_regressor(config, config_path, args, device, seed: int,
+                      finetune_checkpoint=None) -> PreparedRun:
+    """Seed, then build the regression run's model (frozen ``finetune_from`` embedding;
+    ``finetune_checkpoint``: see :func:`finetune`), datasets, pipelines and loaders, and
+    the descriptor cache when configured."""
+    hold_run_log()
+    torch.manual_seed(seed)
+    model = build_model(config, config_path).to(device)
+    finetune(embedding_part(model, config), config, args, device, finetune_checkpoint)
+    train_set = build_dataset(config, config_path, train=True)
+    valid_set = build_dataset(config, config_path, train=False)
+    if config.get("restrict_annos"):
+        with as_config_error(config_path, "restrict_annos"):
+            train_set = RestrictedAnnotations(train_set, int(config["restrict_annos"]), seed)
+    check_batch_size(config, config_path, train_set)
+    log_splits(config, train_set, valid_set)
+    warper = build_warper(config, config_path) if "warper" in config else None
+    with as_config_error(config_path, "dataset.args"):
+        train_pipeline = build_keypoint_pipeline(warper, train_set, train=True)
+        valid_pipeline = build_keypoint_pipeline(warper, valid_set, train=False,
+                                                 warp_val=config.get("warp_val", True))
+    workers = data_workers(config, args)
+    loader_generator = torch.Generator().manual_seed(seed)
+    caches = (None, None)
+    if config.get("cache_descriptors"):
+        caches = cache_splits(model[0], make_loader(train_set, CACHE_BATCH, False, device, workers),
+                              make_loader(valid_set, CACHE_BATCH, False, device, workers),
+                              train_pipeline, valid_pipeline, device, seed, config_path)
+        train_loader = index_loader(len(train_set), config["batch_size"], True, loader_generator)
+        valid_loader = index_loader(len(valid_set), VALID_BATCH, False)
+    else:
+        train_loader = make_loader(train_set, config["batch_size"], True, device, workers,
+                                   loader_generator)
+        valid_loader = make_loader(valid_set, VALID_BATCH, False, device, workers)
+    trainer_args, run_values = trainer_arguments(config, config_path, args, device, model,
+                                                 seed, loader_generator)
+    trainer_args.update(
+        loss_fn=functools.partial(resolve_loss(config, config_path), **config["loss_args"]),
+        metrics=resolve_metrics(config, config_path), train_loader=train_loader,
+        valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
+        eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1])
+    return PreparedRun(trainer_args, run_values, embedding_part(model, config), train_set,
+                       valid_set)
+
+
+def train_keypoint_regressor(config, config_path, args, device, seed: int, state,
+                             finetune_checkpoint, provenance=None) -> dict:
+    """A landmark regressor on the frozen (``finetune_from``) embedding of the resolved
+    ``config``; ends by writing ``keypoints.json`` and the error curve of the last
+    validation pass (returns the report). ``provenance``: see ``train_embedding``."""
+    prepared = prepare_regressor(config, config_path, args, device, seed, finetune_checkpoint)
+    with start_run(config, config_path, args.resume, device, seed,
+                   provenance) as (model_dir, writer):
+        trainer = prepared.trainer(KeypointTrainer, model_dir, writer)
+        fit(trainer, args, state)
+    if trainer.last_valid_errors is None:
+        raise ConfigError(f"{config_path}: the validation split of {config['dataset']['type']} "
+                          f"gave no batch, so there is no error to report; check dataset.args")
+    return write_error_report(trainer.last_valid_errors.numpy(), model_dir,
+                              title=model_dir.parent.name)
