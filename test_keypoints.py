@@ -14,22 +14,17 @@ import logging
 import sys
 from pathlib import Path
 
-from data_loader.keypoint_pipeline import build_keypoint_pipeline
-from data_loader.loaders import make_loader
-from trainer.builders import build_dataset, build_model, build_warper
-from trainer.keypoint_evaluation import evaluate_regressor
+from trainer.regression_task import evaluate_regressor_checkpoint
+from trainer.run_config import resolve_defaults
 from trainer.run_setup import data_workers
-from utils.checkpoint import load_checkpoint, load_weights_into
+from utils.checkpoint import load_checkpoint
 from utils.checkpoint_search import require_checkpoint
 from utils.cli import run_config
 from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
-from utils.error_curve import write_error_report
 from utils.logging_setup import setup_logging
-from utils.registry import ConfigError
 
 _logger = logging.getLogger("test_keypoints")
-EVAL_BATCH = 32
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,19 +49,11 @@ def main(argv=None) -> int:
         resume = require_checkpoint(args.resume, "--resume")
         state = load_checkpoint(resume, map_location=device)
         config, config_path = run_config(args.config, state, resume, args.set)
-        if "keypoint_regressor" not in config:
-            raise ConfigError(f"{config_path}: no 'keypoint_regressor' block; test_keypoints.py "
-                              f"evaluates regressors (use test_matching.py for embeddings)")
-        model = build_model(config, config_path).to(device)
-        load_weights_into(model, resume, device, source="--resume", state=state)
-        dataset = build_dataset(config, config_path, train=False)
-        warper = build_warper(config, config_path) if "warper" in config else None
-        pipeline = build_keypoint_pipeline(warper, dataset, train=False,
-                                           warp_val=config.get("warp_val", True))
-        loader = make_loader(dataset, EVAL_BATCH, False, device, data_workers(config, args))
-        errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
+        if "keypoint_regressor" in config:
+            config = resolve_defaults(config, config_path)
         output_dir = Path(args.output_dir) if args.output_dir else resume.parent
-        write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)
+        evaluate_regressor_checkpoint(config, config_path, resume, state, device,
+                                      data_workers(config, args), output_dir)
     except USER_ERRORS as err:
         return report_user_error(_logger, err)
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.builders import build_model
+from trainer.builders import build_model, embedding_part
 from trainer.matching_run import DEFAULT_EVAL_DATA, run_matching
 from utils.checkpoint import load_checkpoint, load_weights_into
 from utils.checkpoint_search import require_checkpoint
@@ -54,14 +54,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def embedding_network(network: torch.nn.Module) -> torch.nn.Module:
-    """The embedding inside a regression model (a config with ``keypoint_regressor``:
-    ``Sequential(wrapper with wrapped_module, ...)``), else the network itself."""
-    if isinstance(network, torch.nn.Sequential) and hasattr(network[0], "wrapped_module"):
-        return network[0].wrapped_module
-    return network
-
-
 def untrained_output_dir(config, config_path) -> Path:
     """Where the evaluation of an untrained network goes without ``--output_dir``:
     ``<trainer.save_dir>/untrained/<experiment name>`` (one folder per config)."""
@@ -88,7 +80,7 @@ def main(argv=None) -> int:
             None if resume else untrained_output_dir(config, config_path))
         reason = ("--eval_data" if args.eval_data else
                   "the default of test_matching.py, as in the original; --eval_data picks another")
-        run_matching(embedding_network(network), config, config_path, resume, device,
+        run_matching(embedding_part(network, config), config, config_path, resume, device,
                      vis=args.vis, eval_data=args.eval_data or DEFAULT_EVAL_DATA,
                      output_dir=output_dir, reason=reason)
     except USER_ERRORS as err:

@@ -7,7 +7,6 @@ from PIL import Image
 
 from base.base_dataset import (AnnotationError, KeypointMap, TrainTestDataset, read_mat,
                                read_name_list)
-from data_loader.registry import DATASETS
 
 NUM_POINTS = 5
 
@@ -33,7 +32,6 @@ def read_keypoint_mat(path: Path, count: int, names_path: Path,
     return gt[:, :, ::-1].astype(np.float32), hw
 
 
-@DATASETS.register
 class AFLW(TrainTestDataset):
     """AFLW faces recropped by Zhang et al. (CVPR 2018): 10,122 train, 2,991 test, 5 points.
 

@@ -8,7 +8,6 @@ from PIL import Image
 
 from base.base_dataset import (AnnotationError, KeypointMap, TrainTestDataset, one_line,
                                parse_floats, read_numbered_rows, read_text_lines)
-from data_loader.registry import DATASETS
 
 NUM_POINTS = 5
 SOURCE_SIDE = 150  # the crops are 150 x 150
@@ -61,7 +60,6 @@ def read_test_list(path: Path) -> Tuple[List[str], np.ndarray]:
     return files, coords.transpose(0, 2, 1).copy()
 
 
-@DATASETS.register
 class AFLW_MTFL(TrainTestDataset):  # noqa: N801 (the original's name)
     """AFLW training faces with the MTFL test set: 10,122 train, 2,995 test, 5 points.
 

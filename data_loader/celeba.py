@@ -6,7 +6,6 @@ import numpy as np
 
 from base.base_dataset import (AnnotationError, Box, JoinedPaths, LandmarkImageDataset,
                                read_name_list, read_table)
-from data_loader.registry import DATASETS
 from data_loader.synthetic import is_synthetic_root, synthetic_data_remedy
 
 CELEBA_WIDTH = 178
@@ -90,7 +89,6 @@ class CelebAAligned(LandmarkImageDataset):
         return 0, CROP_TOP, CELEBA_WIDTH, CROP_TOP + CELEBA_WIDTH
 
 
-@DATASETS.register
 class CelebAPrunedAligned_MAFLVal(CelebAAligned):  # noqa: N801 (the original's name)
     """CelebA for embedding learning: train = split 0 minus every MAFL image.
 
@@ -124,7 +122,6 @@ class CelebAPrunedAligned_MAFLVal(CelebAAligned):  # noqa: N801 (the original's 
         return selected
 
 
-@DATASETS.register
 class MAFLAligned(CelebAAligned):
     """MAFL: train = MAFL training (19,000), test = MAFL testing (1,000), partition order."""
 

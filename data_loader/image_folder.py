@@ -5,7 +5,6 @@ from typing import List
 from PIL import Image
 
 from base.base_dataset import LandmarkImageDataset, MissingDataError, tail_split
-from data_loader.registry import DATASETS
 
 
 def image_extensions() -> frozenset:
@@ -22,7 +21,6 @@ def find_images(root: Path) -> List[Path]:
                   key=lambda p: p.relative_to(root).as_posix())
 
 
-@DATASETS.register
 class ImageFolder(LandmarkImageDataset):
     """All images under ``root`` at any depth, of any size and any format Pillow reads,
     each resized whole to ``imwidth`` x ``imwidth`` (give roughly square face crops; the

@@ -6,10 +6,8 @@ import numpy as np
 from base.base_dataset import (AnnotationError, Box, MissingDataError, TrainTestDataset,
                                box_around, read_name_list, read_pts, tail_split)
 from data_loader.image_folder import find_images
-from data_loader.registry import DATASETS
 
 
-@DATASETS.register
 class PtsLandmarks(TrainTestDataset):
     """Images under ``root`` (any depth, any format Pillow reads), each with a ``.pts``
     file of the same stem beside it (iBUG format: ``version: 1``, ``n_points: N``, ``{``,

@@ -2,13 +2,11 @@
 import logging
 
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal
-from data_loader.registry import DATASETS
 from data_loader.synthetic import DEFAULT_TEXTURE_STRENGTH, ensure_synthetic_celeba
 
 _logger = logging.getLogger(__name__)
 
 
-@DATASETS.register
 class SyntheticFaces(CelebAPrunedAligned_MAFLVal):
     """Procedurally drawn faces written once to ``root`` in the CelebA layout (178x218
     JPEGs, landmark, partition, identity and MAFL files), then read exactly like

@@ -7,7 +7,6 @@ import numpy as np
 from PIL import Image
 
 from base.base_dataset import AnnotationError, KeypointMap, TrainTestDataset, read_mat, read_pts
-from data_loader.registry import DATASETS
 
 NUM_POINTS = 68
 # (bounding-box file suffix, image folder), in reading order
@@ -65,7 +64,6 @@ def read_bounding_boxes(path: Path, remedy: str = "re-fetch it") -> List[Tuple[s
     return entries
 
 
-@DATASETS.register
 class ThreeHundredW(TrainTestDataset):
     """300-W: 3,148 training faces (AFW, HELEN and LFPW train) and 689 test faces (HELEN
     and LFPW test, iBUG), 68 points.

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from data_loader.registry import WARPERS
 from utils.tps import crop_grid, follow_keypoints, random_tps_weights, tps_grid
 
 
@@ -133,7 +132,6 @@ class WarpedPair:
     keypts_second: Optional[Tensor] = None
 
 
-@WARPERS.register
 class Warper:
     """Pairs of warped images with their dense correspondence, for embedding learning.
 
@@ -190,7 +188,6 @@ class WarpedSingle:
     keypts: Optional[Tensor] = None
 
 
-@WARPERS.register
 class WarperSingle:
     """One mild random warp per image: augmentation for landmark-regressor training.
 

@@ -3,10 +3,10 @@ key tables of the config checks, so that the reference cannot drift from the cod
 
 Usage: python -m misc.make_config_reference [--output docs/config-reference.md] [--check]
 
-Sources: every registry (``model.registry``, ``data_loader.registry``, ``trainer.optim``,
-``utils.visualization``), read after ``trainer.builders`` has imported everything that
-registers; each registered name's constructor signature (``inspect.signature``) and the
-first paragraph of its docstring; the keys of ``utils.config`` (``KNOWN_KEYS``,
+Sources: every registry, each an explicit table of its module (``model.registry``,
+``data_loader.registry``, ``trainer.optim``, ``utils.visualization``,
+``utils.keypoint_visualization``); each name's constructor signature (``inspect.signature``)
+and the first paragraph of its docstring; the keys of ``utils.config`` (``KNOWN_KEYS``,
 ``KNOWN_TRAINER_KEYS``, ``REQUIRED_KEYS``, ``IGNORED_KEYS``) and the value checks of
 ``utils.config_values.SETTINGS`` and ``trainer.optim.ARGUMENT_CHECKS``. What a key means
 is written here, in :data:`KEY_MEANINGS`; a key the config accepts without an entry there
@@ -21,15 +21,15 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
-import trainer.builders  # noqa: F401  (imports, and so registers, every registered name)
 from data_loader.registry import DATASETS, WARPERS
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
 from trainer.method import METHODS
 from trainer.optim import ARGUMENT_CHECKS, OPTIMIZERS, SCHEDULERS
 from utils.config import IGNORED_KEYS, KNOWN_KEYS, KNOWN_TRAINER_KEYS, REQUIRED_KEYS
 from utils.config_values import SETTINGS
+from utils.keypoint_visualization import KEYPOINT_VISUALIZATIONS
 from utils.registry import Registry
-from utils.visualization import VISUALIZATIONS
+from utils.visualization import EMBEDDING_VISUALIZATIONS
 
 _logger = logging.getLogger(__name__)
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
@@ -46,7 +46,8 @@ REGISTRIES: Tuple[Tuple[Registry, str, int, Tuple[str, ...]], ...] = (
     (METHODS, "Methods", 1, ()),
     (OPTIMIZERS, "Optimizers", 1, ()),
     (SCHEDULERS, "Learning-rate schedulers", 1, ()),
-    (VISUALIZATIONS, "Visualizations", 5, ("keypoints",)),
+    (EMBEDDING_VISUALIZATIONS, "Embedding visualizations", 5, ()),
+    (KEYPOINT_VISUALIZATIONS, "Landmark visualizations", 5, ("keypoints",)),
 )
 
 # Where each registry's names go in a config, and what the code adds when it calls them.
@@ -76,8 +77,14 @@ REGISTRY_NOTES = {
     "lr_scheduler": "`lr_scheduler: {\"type\": NAME, \"args\": {...}}`; the code passes the "
                     "optimizer and steps it as the original did, `step(epoch - 1)` after each "
                     "1-based epoch ([faithfulness.md](faithfulness.md)).",
-    "visualization": "`visualizations: [NAME, ...]`: TensorBoard images written at validation "
-                     "(with `trainer.tensorboardX`); none takes arguments from the config.",
+    "visualization": "`visualizations: [NAME, ...]`: TensorBoard images of the embedding "
+                     "written at validation (with `trainer.tensorboardX`), in embedding and "
+                     "regressor runs (there of the frozen embedding), as is a plug-in "
+                     "(`package.module.name`); none takes arguments from the config.",
+    "keypoint_visualization": "`visualizations: [NAME, ...]`, in the same list as the "
+                              "embedding visualizations: TensorBoard figures of a regressor "
+                              "run's predictions at validation (with `trainer.tensorboardX`); "
+                              "an embedding run refuses them.",
 }
 
 # What each accepted key means (hand-written; the accepted values come from the checks).
@@ -150,6 +157,11 @@ and `matching` included), as is an argument a constructor does not take:
 `configs/x.json: arch.args.num_channels is not an argument of SmallNet; it takes: ...`. A
 wrong name fails in one line that lists the valid ones
 (`configs/x.json: arch.type: unknown arch 'SmallNett'; valid names: SmallNet`).
+A `type`, `loss`, `metrics` or `visualizations` name that is not listed below but has a dot,
+`package.module.Name`, is a plug-in: the module is imported as Python imports it (the scripts
+run from the repository root find it there) and its `Name` used, so a new network or loss can
+live in its own module (`"arch": {"type": "my_method.nets.TinyNet", "args": {...}}`), and a
+module that cannot be imported or lacks `Name` fails in one line saying which.
 """
 
 

@@ -1,5 +1,4 @@
-"""Networks, losses and metrics; importing this package registers them."""
-from model import keypoint_metrics, loss  # noqa: F401  (registers the losses and metrics)
+"""Networks, losses and metrics; their registries are the tables of ``model.registry``."""
 from model.hourglass import HourglassNet
 from model.keypoint_predictor import IntermediateKeypointPredictor
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.registry import NETWORKS
 
 EXPANSION = 2
 GROUP_NORM_GROUPS = 16
@@ -94,7 +93,6 @@ class Hourglass(nn.Module):
         return self._level(self.depth, x)
 
 
-@NETWORKS.register
 class HourglassNet(nn.Module):
     """Stem, three residual units, one hourglass of depth 4 and a 1x1 head; output at
     half the input resolution (best with input sides divisible by 32).

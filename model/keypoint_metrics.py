@@ -10,10 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.registry import LOSSES, METRICS
 
 
-@LOSSES.register
 def regression_loss(outputs: Tuple[Tensor, Tensor], meta: dict, alpha: float = 10.0) -> Tensor:
     """Smooth L1 between ``alpha * pred`` and ``alpha * target`` (mean over all coordinates)."""
     pred = outputs[0]
@@ -36,7 +34,6 @@ def inter_ocular_errors(pred: Tensor, target: Tensor, eye_indices: Sequence[int]
     return 100.0 * point_errors.mean(dim=1) / inter_ocular
 
 
-@METRICS.register
 def inter_ocular_error(outputs: Tuple[Tensor, Tensor], meta: dict) -> float:
     """Mean over the batch of ``inter_ocular_errors`` (percent of inter-ocular distance)."""
     target = meta["keypts_normalized"].to(outputs[0].dtype)

@@ -10,7 +10,6 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from model.registry import KEYPOINT_REGRESSORS
 
 # Entries of the original's state dict that its forward never used; loading drops them.
 UNUSED_ORIGINAL_ENTRIES = ("descriptors", "linear.")
@@ -36,7 +35,6 @@ def soft_argmax(maps: Tensor, multiplier: float) -> Tensor:
     return torch.stack([x, y], dim=2)
 
 
-@KEYPOINT_REGRESSORS.register
 class IntermediateKeypointPredictor(nn.Module):
     """Annotated keypoints regressed from ``nI`` virtual keypoints each.
 

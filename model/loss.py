@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from model.dense_correlation import dense_correlation
-from model.registry import LOSSES
 from utils.tps import unnormalize_grid
 
 DESCRIPTOR_SCALE = 20.0  # normalize_vectors: unit descriptors times this
@@ -47,7 +46,6 @@ def _pair_features(feats: List[torch.Tensor], meta: dict, normalize_vectors: boo
     return feats_src, feats_dst, grid_px, stride
 
 
-@LOSSES.register
 def dense_correlation_loss(feats: List[torch.Tensor], meta: dict, pow: float = 0.5,
                            fold_corr: bool = False, normalize_vectors: bool = True
                            ) -> torch.Tensor:
@@ -66,7 +64,6 @@ def dense_correlation_loss(feats: List[torch.Tensor], meta: dict, pow: float = 0
     return dense_correlation(feats_src, feats_dst, grid_px, stride, pow=pow)
 
 
-@LOSSES.register
 def dense_correlation_loss_dve(feats: List[torch.Tensor], meta: dict, pow: float = 0.5,
                                fold_corr: bool = False, normalize_vectors: bool = True
                                ) -> torch.Tensor:

@@ -4,7 +4,6 @@ from typing import List
 import torch
 from torch import nn
 
-from model.registry import NETWORKS
 
 
 def _conv_bn_lrelu(in_channels: int, out_channels: int, kernel_size: int, padding: int,
@@ -17,7 +16,6 @@ def _conv_bn_lrelu(in_channels: int, out_channels: int, kernel_size: int, paddin
     )
 
 
-@NETWORKS.register
 class SmallNet(nn.Module):
     """Five conv blocks and a 1x1 head; output at half the input resolution.
 

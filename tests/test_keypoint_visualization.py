@@ -2,8 +2,7 @@
 import numpy as np
 import torch
 
-import utils.keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
-from utils.visualization import VISUALIZATIONS
+from utils.keypoint_visualization import KEYPOINT_VISUALIZATIONS
 
 
 class FigureWriter:
@@ -15,7 +14,7 @@ class FigureWriter:
 
 
 def test_points_are_drawn_at_their_pixel_positions():
-    visualize = VISUALIZATIONS.get("keypoints_intermediate")
+    visualize = KEYPOINT_VISUALIZATIONS.get("keypoints_intermediate")
     images = torch.zeros(2, 3, 21, 41)  # h = 21, w = 41
     truth = torch.tensor([[[-1.0, -1.0], [1.0, 1.0]]]).repeat(2, 1, 1)  # corners
     pred = torch.tensor([[[0.0, 0.0], [0.5, -0.5]]]).repeat(2, 1, 1)

@@ -12,8 +12,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-import data_loader  # noqa: F401  (registers the datasets and warpers)
-import model  # noqa: F401  (registers networks and losses)
 from data_loader.registry import DATASETS, WARPERS
 from model.frozen_embedding import keypoint_regression_model
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
@@ -21,13 +19,13 @@ from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer
 from trainer.method import DEFAULT_METHOD, METHODS
 from trainer.optim import build_optimizer, build_scheduler, check_optimizer_settings
-from utils import keypoint_visualization  # noqa: F401  (registers keypoints_intermediate)
 from utils.checkpoint import load_checkpoint, load_weights_into
 from utils.checkpoint_search import checkpoint_remedy, find_checkpoint
 from utils.config import as_config_error, build_block, check_arguments, resolve_block
 from utils.config_values import check_values, log_ignored_keys, parse_monitor
+from utils.keypoint_visualization import KEYPOINT_VISUALIZATIONS
 from utils.registry import ConfigError, Registry
-from utils.visualization import VISUALIZATIONS
+from utils.visualization import EMBEDDING_VISUALIZATIONS
 
 _logger = logging.getLogger(__name__)
 DATASET_RESERVED = ("train",)
@@ -51,9 +49,60 @@ def resolve_metrics(config: Dict[str, Any], path) -> List[Callable]:
     return [_named(METRICS, name, "metrics", path) for name in config.get("metrics", [])]
 
 
-def resolve_visualizations(config: Dict[str, Any], path) -> List[Callable]:
-    return [_named(VISUALIZATIONS, name, "visualizations", path)
-            for name in config.get("visualizations", [])]
+def find_visualization(name: str, embedding: Registry = EMBEDDING_VISUALIZATIONS,
+                       keypoint: Registry = KEYPOINT_VISUALIZATIONS) -> Tuple[Callable, bool]:
+    """(function, whether it draws landmarks) of the visualization ``name``: an entry of
+    ``keypoint`` (called with the regressor's outputs and ``keypoints=`` the ground truth)
+    or of ``embedding`` (called with ``[descriptors]``); a module path
+    ``package.module.name`` outside both is imported as an embedding visualization.
+
+    Raises:
+        ConfigError: one line naming ``name`` and the valid names of both registries.
+    """
+    if name in keypoint:
+        return keypoint.get(name), True
+    both = Registry(embedding.role, embedding.called_with,
+                    {entry: registry.get(entry) for registry in (embedding, keypoint)
+                     for entry in registry})
+    return both.get(name), False
+
+
+def _visualizations(config: Dict[str, Any], path, embedding: Registry,
+                    keypoint: Registry) -> List[Tuple[Callable, bool]]:
+    """``find_visualization`` of each name of ``visualizations``, in order; a landmark
+    visualization needs a run with a ``keypoint_regressor``."""
+    found = []
+    for name in config.get("visualizations", []):
+        try:
+            function, draws_landmarks = find_visualization(name, embedding, keypoint)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: visualizations: {err}") from None
+        if draws_landmarks and "keypoint_regressor" not in config:
+            raise ConfigError(
+                f"{path}: visualizations: '{name}' draws a landmark regressor's predictions, "
+                f"which an embedding run (no keypoint_regressor) has not; remove it or use "
+                f"one of: {', '.join(embedding)}")
+        found.append((function, draws_landmarks))
+    return found
+
+
+def resolve_visualizations(config: Dict[str, Any], path,
+                           embedding: Registry = EMBEDDING_VISUALIZATIONS,
+                           keypoint: Registry = KEYPOINT_VISUALIZATIONS) -> List[Callable]:
+    """The embedding visualizations of ``visualizations`` (``(writer, images, outputs,
+    tag, step)``), in order, after checking every name (:func:`find_visualization`)."""
+    return [function for function, draws_landmarks
+            in _visualizations(config, path, embedding, keypoint) if not draws_landmarks]
+
+
+def resolve_keypoint_visualizations(config: Dict[str, Any], path,
+                                    embedding: Registry = EMBEDDING_VISUALIZATIONS,
+                                    keypoint: Registry = KEYPOINT_VISUALIZATIONS
+                                    ) -> List[Callable]:
+    """The landmark visualizations of ``visualizations`` (``(writer, images, (pred,
+    intermediate), tag, step, keypoints=...)``), in order, for ``KeypointTrainer``."""
+    return [function for function, draws_landmarks
+            in _visualizations(config, path, embedding, keypoint) if draws_landmarks]
 
 
 def resolve_dataset(config: Dict[str, Any], path) -> Callable:

@@ -6,7 +6,6 @@ run once (``trainer.descriptor_cache``) and batches of cached features go throug
 rest of the sequence. Either way a batch yields ``(pred, intermediate)`` and the
 descriptors (for visualizations).
 """
-import inspect
 import logging
 import math
 import time
@@ -39,8 +38,12 @@ class KeypointTrainer(BaseTrainer):
         train_pipeline, valid_pipeline: ``KeypointPipeline``s (unused for cached splits).
         eye_indices: (e0, e1) of the dataset, for the inter-ocular error.
         train_cache, valid_cache: ``DescriptorCache``s, or None.
-        visualizations: callables; those taking ``keypoints`` get the regressor outputs and
-            the ground truth, the others ``[descriptors]`` as embedding outputs.
+        visualizations: embedding visualizations (``trainer.builders.resolve_visualizations``),
+            called ``(writer, images, [descriptors (N, C, H, W)], tag, step)``.
+        keypoint_visualizations: landmark visualizations
+            (``trainer.builders.resolve_keypoint_visualizations``), called ``(writer, images,
+            (pred (N, K, 2), intermediate (N, K, nI, 2)), tag, step, keypoints=ground truth
+            (N, K, 2))``, coordinates normalized to [-1, 1].
         (loss_fn, max_batches, seed, loader_generator and the rest: ``BaseTrainer``.)
     """
 
@@ -48,15 +51,16 @@ class KeypointTrainer(BaseTrainer):
                  valid_loader: Optional[DataLoader], train_pipeline, valid_pipeline,
                  eye_indices: Sequence[int], train_cache: Optional[DescriptorCache] = None,
                  valid_cache: Optional[DescriptorCache] = None,
-                 visualizations: Sequence[Callable] = (), **kwargs):
+                 visualizations: Sequence[Callable] = (),
+                 keypoint_visualizations: Sequence[Callable] = (), **kwargs):
         super().__init__(**kwargs)
         self.metrics = list(metrics)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.train_pipeline, self.valid_pipeline = train_pipeline, valid_pipeline
         self.eye_indices = tuple(eye_indices)
         self.train_cache, self.valid_cache = train_cache, valid_cache
-        self.visualizations = [(v, "keypoints" in inspect.signature(v).parameters)
-                               for v in visualizations]
+        self.visualizations = list(visualizations)
+        self.keypoint_visualizations = list(keypoint_visualizations)
         self.embedding, self.head = self.model[0], self.model[1:]
         self.last_valid_errors: Optional[Tensor] = None
 
@@ -140,16 +144,15 @@ class KeypointTrainer(BaseTrainer):
 
     def visualize(self, images: Optional[Tensor], outputs, feats: Tensor, target: Tensor,
                   epoch: int) -> None:
-        if self.writer is None or not self.visualizations:
+        if self.writer is None or not (self.visualizations or self.keypoint_visualizations):
             return
         if images is None:  # cached: the first validation images were kept
             images = self.valid_cache.images.to(self.device)
         count = min(images.shape[0], outputs[0].shape[0])
         images = images[:count]
-        for visualize, takes_keypoints in self.visualizations:
-            if takes_keypoints:
-                visualize(self.writer, images, (outputs[0][:count], outputs[1][:count]), "valid",
-                          epoch, keypoints=target[:count])
-            else:
-                visualize(self.writer, images, [feats[:count]], "valid", epoch)
+        for visualize in self.keypoint_visualizations:
+            visualize(self.writer, images, (outputs[0][:count], outputs[1][:count]), "valid",
+                      epoch, keypoints=target[:count])
+        for visualize in self.visualizations:
+            visualize(self.writer, images, [feats[:count]], "valid", epoch)
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from data_loader.device_pipeline import build_pair_pipeline
-from utils.registry import Registry
+from utils.registry import Registry, named
 
 
 @dataclass
@@ -93,6 +93,5 @@ class WarpedPairs(EmbeddingMethod):
 
 
 METHODS = Registry("method", "(context: MethodContext, **method.args); returns an "
-                   "EmbeddingMethod")
-METHODS.register(WarpedPairs)  # TRANSITIONAL until the explicit-table Registry lands
+                   "EmbeddingMethod", named(WarpedPairs))
 DEFAULT_METHOD = "WarpedPairs"

@@ -9,16 +9,14 @@ from torch import nn
 from utils.config import build_block
 from utils.config_values import (check_table, non_negative_number, positive_integer,
                                  positive_number)
-from utils.registry import ConfigError, Registry
+from utils.registry import ConfigError, Registry, named
 
-OPTIMIZERS = Registry("optimizer", "(param_groups, **optimizer.args)")
-for _cls in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
-    OPTIMIZERS.register(_cls)
-
-SCHEDULERS = Registry("lr_scheduler", "(optimizer, **lr_scheduler.args)")
-for _cls in (torch.optim.lr_scheduler.MultiStepLR, torch.optim.lr_scheduler.StepLR,
-             torch.optim.lr_scheduler.ExponentialLR, torch.optim.lr_scheduler.CosineAnnealingLR):
-    SCHEDULERS.register(_cls)
+OPTIMIZERS = Registry("optimizer", "(param_groups, **optimizer.args)",
+                      named(torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD))
+SCHEDULERS = Registry("lr_scheduler", "(optimizer, **lr_scheduler.args)",
+                      named(torch.optim.lr_scheduler.MultiStepLR, torch.optim.lr_scheduler.StepLR,
+                            torch.optim.lr_scheduler.ExponentialLR,
+                            torch.optim.lr_scheduler.CosineAnnealingLR))
 
 
 # argument -> (predicate, what is expected); torch's own checks would fail with a

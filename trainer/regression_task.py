@@ -16,11 +16,13 @@ from data_loader.keypoint_pipeline import build_keypoint_pipeline
 from data_loader.loaders import make_loader
 from data_loader.restricted_annos import RestrictedAnnotations
 from trainer.builders import (build_dataset, build_model, build_warper, embedding_part,
-                              resolve_loss, resolve_metrics)
+                              resolve_keypoint_visualizations, resolve_loss, resolve_metrics)
 from trainer.descriptor_cache import CACHE_BATCH, cache_splits
+from trainer.keypoint_evaluation import evaluate_regressor
 from trainer.keypoint_trainer import KeypointTrainer, index_loader
 from trainer.run_setup import (VALID_BATCH, PreparedRun, check_batch_size, data_workers,
                                finetune, fit, log_splits, start_run, trainer_arguments)
+from utils.checkpoint import load_weights_into
 from utils.config import as_config_error
 from utils.error_curve import write_error_report
 from utils.logging_setup import hold_run_log
@@ -69,7 +71,8 @@ def prepare_regressor(config, config_path, args, device, seed: int,
         loss_fn=functools.partial(resolve_loss(config, config_path), **config["loss_args"]),
         metrics=resolve_metrics(config, config_path), train_loader=train_loader,
         valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
-        eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1])
+        eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1],
+        keypoint_visualizations=resolve_keypoint_visualizations(config, config_path))
     return PreparedRun(trainer_args, run_values, embedding_part(model, config), train_set,
                        valid_set)
 
@@ -89,3 +92,23 @@ def train_keypoint_regressor(config, config_path, args, device, seed: int, state
                           f"gave no batch, so there is no error to report; check dataset.args")
     return write_error_report(trainer.last_valid_errors.numpy(), model_dir,
                               title=model_dir.parent.name)
+
+
+def evaluate_regressor_checkpoint(config, config_path, checkpoint, state, device,
+                                  workers, output_dir) -> dict:
+    """``test_keypoints.py``: the regressor of the resolved ``config`` with the weights of
+    ``checkpoint`` (``state``: it as read) on the config's evaluation split (validation
+    warps as ``warp_val`` says, seeded at 0), then ``keypoints.json`` and the error curve
+    in ``output_dir`` (returns the report). Raises ``ConfigError`` for a config without a
+    ``keypoint_regressor`` block."""
+    if "keypoint_regressor" not in config:
+        raise ConfigError(f"{config_path}: no 'keypoint_regressor' block; test_keypoints.py "
+                          f"evaluates regressors (use test_matching.py for embeddings)")
+    model = build_model(config, config_path).to(device)
+    load_weights_into(model, checkpoint, device, source="--resume", state=state)
+    dataset = build_dataset(config, config_path, train=False)
+    warper = build_warper(config, config_path) if "warper" in config else None
+    pipeline = build_keypoint_pipeline(warper, dataset, train=False, warp_val=config["warp_val"])
+    loader = make_loader(dataset, VALID_BATCH, False, device, workers)
+    errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
+    return write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)

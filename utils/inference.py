@@ -36,7 +36,7 @@ from utils.errors import UserError
 from utils.matching import match_keypoints
 from utils.registry import ConfigError
 from utils.tps import unnormalize_grid
-from utils.visualization import MAX_IMAGES, VISUALIZATIONS
+from utils.visualization import EMBEDDING_VISUALIZATIONS, MAX_IMAGES
 
 _logger = logging.getLogger(__name__)
 COLOUR_MAPS = ("sphere_colormap", "sphere_rand_proj_colormap")  # image-valued visualizations
@@ -262,7 +262,7 @@ def colour_maps(embedding: nn.Module, loader: DataLoader, geometry: Geometry,
     """Per batch: (indices (B,), panels (B, 3, side, 2 side) float in [0, 1]): the network
     input beside the embedding's colour map, exactly as the TensorBoard visualization
     ``name`` (one of ``COLOUR_MAPS``, ``utils.visualization``) draws them."""
-    visualization = VISUALIZATIONS.get(name)
+    visualization = EMBEDDING_VISUALIZATIONS.get(name)
     embedding.eval()
     for batch in loader:
         inputs = network_inputs(batch["data"], geometry, device)

@@ -1,6 +1,6 @@
 """TensorBoard figure of landmark regression: ``keypoints_intermediate``.
 
-Registered in ``utils.visualization.VISUALIZATIONS``; called as
+Listed in :data:`KEYPOINT_VISUALIZATIONS`, whose entries are called as
 ``fn(writer, images, outputs, tag, step, keypoints=ground_truth)`` with the regressor
 outputs ``(pred (N, K, 2), intermediate (N, K, nI, 2))`` and ground truth (N, K, 2), all
 in normalized coordinates of the (N, 3, h, w) normalized images.
@@ -10,13 +10,12 @@ import torch
 from matplotlib.figure import Figure
 
 from data_loader.photometric import denormalize_images
+from utils.registry import Registry, named
 from utils.tps import unnormalize_grid
-from utils.visualization import VISUALIZATIONS
 
 MAX_IMAGES = 4
 
 
-@VISUALIZATIONS.register
 def keypoints_intermediate(writer, images, outputs, tag, step, keypoints=None):
     """Per image: ground truth (green circles), prediction (red crosses) and the virtual
     keypoints (small dots, one colour per annotated point)."""
@@ -45,3 +44,10 @@ def keypoints_intermediate(writer, images, outputs, tag, step, keypoints=None):
         axis.axis("off")
     figure.tight_layout()
     writer.add_figure(f"{tag}/keypoints_intermediate", figure, step)
+
+
+KEYPOINT_VISUALIZATIONS = Registry(
+    "keypoint_visualization", "(writer, images (N, 3, h, w) normalized, outputs: the "
+    "regressor's (pred (N, K, 2), intermediate (N, K, nI, 2)), tag, step, keypoints=ground "
+    "truth (N, K, 2)), coordinates normalized to [-1, 1] of the images",
+    named(keypoints_intermediate))

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from data_loader.photometric import denormalize_images
-from utils.registry import Registry
+from utils.registry import Registry, named
 
-VISUALIZATIONS = Registry("visualization", "(writer, images, outputs, tag, step)")
 MAX_IMAGES = 8
 
 
@@ -38,7 +37,6 @@ def _add_colormap(writer, images, colours, tag, step):
     writer.add_images(tag, grid[:MAX_IMAGES].cpu(), step)
 
 
-@VISUALIZATIONS.register
 def sphere_colormap(writer, images, outputs, tag, step):
     """The first three embedding channels, L2-normalized, as RGB."""
     feats = outputs[0].detach().float()
@@ -46,7 +44,6 @@ def sphere_colormap(writer, images, outputs, tag, step):
     _add_colormap(writer, images, colours, f"{tag}/sphere_colormap", step)
 
 
-@VISUALIZATIONS.register
 def sphere_rand_proj_colormap(writer, images, outputs, tag, step):
     """A fixed random projection of the embedding to 3D, L2-normalized, as RGB."""
     feats = outputs[0].detach().float()
@@ -67,15 +64,19 @@ def _scatter(writer, images, points, tag, step):
     writer.add_figure(tag, figure, step)
 
 
-@VISUALIZATIONS.register
 def sphere_scatter3d(writer, images, outputs, tag, step):
     """Descriptors of the first image, L2-normalized (first three channels), in 3D."""
     feats = outputs[0].detach().float()
     _scatter(writer, images, F.normalize(_first_three(feats), dim=1), f"{tag}/sphere_scatter3d", step)
 
 
-@VISUALIZATIONS.register
 def sphere_norm_scatter3d(writer, images, outputs, tag, step):
     """Raw descriptors of the first image (first three channels, not normalized), in 3D."""
     feats = outputs[0].detach().float()
     _scatter(writer, images, _first_three(feats), f"{tag}/sphere_norm_scatter3d", step)
+
+
+EMBEDDING_VISUALIZATIONS = Registry(
+    "visualization", "(writer, images (N, 3, h, w) normalized, outputs: a list whose first "
+    "element is the embedding (N, C, H, W), tag, step)",
+    named(sphere_colormap, sphere_rand_proj_colormap, sphere_scatter3d, sphere_norm_scatter3d))
