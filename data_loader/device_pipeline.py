@@ -17,7 +17,13 @@ def interleave(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 
 class PairPipeline:
-    """Turns a loader batch into interleaved warped pairs for embedding learning.
+    """Turns a loader batch into interleaved warped pairs, for embedding learning and for
+    the matching evaluation alike.
+
+    The result is ``{"data": (2B, 3, h, w) normalized images, pairs interleaved, "meta":
+    {"grid": (B, h, w, 2) normalized correspondence, "index", "frame": (h, w) pixels of
+    the cropped images, "crop": the margin removed, and with loader keypoints "keypts":
+    (2B, K, 2) pixels of the cropped frame, interleaved like the images}}``.
 
     Args:
         warper: a ``Warper`` (pairs with their dense correspondence grid).
@@ -40,7 +46,8 @@ class PairPipeline:
         images01 = interleave(pair.first, pair.second) / 255.0  # (2B, 3, h, w)
         if self.augment is not None:
             images01 = self.augment(images01, generator=generator)
-        meta = {"grid": pair.grid, "index": batch["index"]}  # grid (B, h, w, 2)
+        meta = {"grid": pair.grid, "index": batch["index"],  # grid (B, h, w, 2)
+                "frame": tuple(images01.shape[-2:]), "crop": self.crop}
         if keypts is not None:
             meta["keypts"] = interleave(pair.keypts_first, pair.keypts_second)  # (2B, K, 2)
         return {"data": normalize_images(images01), "meta": meta}

@@ -65,6 +65,13 @@ def normalize_images(images01: torch.Tensor) -> torch.Tensor:
     return (images01 - mean) / std
 
 
+def unnormalize_images(images: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`normalize_images`: (N, 3, H, W) normalized -> [0, 1] (up to
+    rounding), e.g. to draw a batch."""
+    mean, std = _channel_vector(IMAGE_MEAN, images), _channel_vector(IMAGE_STD, images)
+    return images * std + mean
+
+
 def denormalize_images(images: torch.Tensor) -> torch.Tensor:
     """Inverse of ``normalize_images`` (for visualization); no clamping."""
     return images * _channel_vector(IMAGE_STD, images) + _channel_vector(IMAGE_MEAN, images)

@@ -17,8 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Subset
 
-from data_loader.device_pipeline import interleave
-from data_loader.photometric import normalize_images
+from data_loader.device_pipeline import PairPipeline
+from data_loader.photometric import unnormalize_images
 from data_loader.warper import Warper
 from utils.errors import UserError
 
@@ -114,8 +114,7 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
     loader = DataLoader(Subset(dataset, range(count)), batch_size=images_per_batch,
                         shuffle=False, num_workers=num_workers, drop_last=False,
                         generator=torch.Generator())
-    warper = Warper(**MATCHING_WARPER_ARGS)
-    scale = REFERENCE_WIDTH / (dataset.imwidth - 2 * dataset.crop)
+    pipeline = PairPipeline(Warper(**MATCHING_WARPER_ARGS), crop=dataset.crop)
     was_training = model.training
     model.eval()
     errors = {name: [] for name in ("same", "different", "copy_same", "copy_different",
@@ -124,17 +123,16 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
     # generator of its own, seeded alike, draws the same warps and leaves global state alone.
     generator = torch.Generator(device=device).manual_seed(seed)
     for batch_index, batch in enumerate(loader):
-        images = batch["data"].to(device).float()  # (N, 3, H, W) with N even
-        pair = warper(images, keypts=batch["keypts"].to(device), crop=dataset.crop,
-                      generator=generator)
-        inputs = normalize_images(interleave(pair.first, pair.second) / 255.0)
-        feats = model(inputs)[0].float()  # (2N, C, h, w)
+        inputs = pipeline(batch, device, generator)  # N images -> N pairs (A, B, A, B...)
+        feats = model(inputs["data"])[0].float()  # (2N, C, h, w)
         feats_first, feats_second = feats[0::2], feats[1::2]
+        keypts_first, keypts_second = inputs["meta"]["keypts"][0::2], inputs["meta"]["keypts"][1::2]
         height, width = feats.shape[-2:]
-        stride = pair.first.shape[-1] / width
-        src, src_kp = feats_first[0::2], pair.keypts_first[0::2]  # images A
-        targets = {"same": (feats_second[0::2], pair.keypts_second[0::2]),
-                   "different": (feats_second[1::2], pair.keypts_second[1::2])}
+        frame_width = inputs["meta"]["frame"][1]
+        stride, scale = frame_width / width, REFERENCE_WIDTH / frame_width
+        src, src_kp = feats_first[0::2], keypts_first[0::2]  # images A
+        targets = {"same": (feats_second[0::2], keypts_second[0::2]),
+                   "different": (feats_second[1::2], keypts_second[1::2])}
         predictions = {}
         for name, (feats_dst, gt) in targets.items():
             predictions[name] = match_keypoints(src, src_kp, feats_dst, stride)
@@ -143,7 +141,7 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
             errors[f"copy_{name}"].append(((src_kp - gt).norm(dim=-1) * scale).flatten())
             errors[f"grid_{name}"].append(((grid - gt).norm(dim=-1) * scale).flatten())
         if batch_index == 0 and vis_path is not None:
-            save_matching_figure(vis_path, pair, predictions)
+            save_matching_figure(vis_path, inputs, predictions)
     model.train(was_training)
     mean = {name: torch.cat(values).mean().item() for name, values in errors.items()}
     return {
@@ -168,20 +166,22 @@ def format_matching_table(result: Dict) -> str:
     return "\n".join(lines)
 
 
-def save_matching_figure(path, pair, predictions, max_rows: int = 4) -> None:
-    """Source / same / different images with true (green) and matched (red) keypoints."""
-    rows = min(max_rows, pair.first.shape[0] // 2)
+def save_matching_figure(path, inputs, predictions, max_rows: int = 4) -> None:
+    """Source / same / different images of a ``PairPipeline`` batch ``inputs`` with true
+    (green) and matched (red) keypoints (pixels of the cropped frame)."""
+    images = unnormalize_images(inputs["data"]).clamp(0, 1)  # (2N, 3, h, w)
+    keypts = inputs["meta"]["keypts"]  # (2N, K, 2), pairs interleaved
+    rows = min(max_rows, images.shape[0] // 4)
     figure = Figure(figsize=(9, 3 * rows))
     axes = figure.subplots(rows, 3, squeeze=False)
     for row in range(rows):
-        a, b = 2 * row, 2 * row + 1
-        panels = [("source", pair.first[a], pair.keypts_first[a], None),
-                  ("same identity", pair.second[a], pair.keypts_second[a], predictions["same"][row]),
-                  ("different identity", pair.second[b], pair.keypts_second[b],
-                   predictions["different"][row])]
-        for axis, (title, image, truth, matched) in zip(axes[row], panels):
-            axis.imshow((image / 255.0).clamp(0, 1).permute(1, 2, 0).cpu().numpy())
-            axis.scatter(truth[:, 0].cpu(), truth[:, 1].cpu(), c="lime", s=18, label="true")
+        a, b = 4 * row, 4 * row + 2  # first images of the pairs of A and B
+        panels = [("source", a, None), ("same identity", a + 1, predictions["same"][row]),
+                  ("different identity", b + 1, predictions["different"][row])]
+        for axis, (title, index, matched) in zip(axes[row], panels):
+            axis.imshow(images[index].permute(1, 2, 0).cpu().numpy())
+            truth = keypts[index].cpu()
+            axis.scatter(truth[:, 0], truth[:, 1], c="lime", s=18, label="true")
             if matched is not None:
                 axis.scatter(matched[:, 0].cpu(), matched[:, 1].cpu(), c="red", s=18,
                              marker="x", label="matched")
