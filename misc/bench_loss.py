@@ -163,7 +163,7 @@ def child_memory(args):
     return {"peak_mb": (_rss_kib("VmHWM") - base) / 1024}
 
 
-def main():
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=8, help="pairs")
@@ -176,42 +176,28 @@ def main():
                         default=[], help="also time ours with these rows per chunk (comma list)")
     parser.add_argument("--child", choices=["time", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--methods", type=lambda s: s.split(","), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.child:
-        print(json.dumps((child_time if args.child == "time" else child_memory)(args)))
-        return
-    cuda = args.device.startswith("cuda")
+    return parser.parse_args(argv)
 
-    def child(kind, methods, repeats=0):
-        cmd = [sys.executable, "-m", "misc.bench_loss", "--child", kind,
-               "--methods", ",".join(methods), "--device", args.device,
-               "--batch", str(args.batch), "--channels", str(args.channels),
-               "--size", str(args.size), "--repeats", str(repeats),
-               "--threads", str(args.threads)]
-        env = dict(os.environ)
-        if kind == "memory" and not cuda:
-            # glibc: serve every block >= 64 KiB by mmap, so a freed tensor leaves the
-            # resident set and the high-water mark follows live memory, not heap retention
-            env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
-                             cwd=Path(__file__).resolve().parents[1])
-        return json.loads(out.stdout.strip().splitlines()[-1])
 
-    print(f"dense_correlation_loss_dve forward+backward: B={args.batch} pairs, "
-          f"C={args.channels}, {args.size}x{args.size} features, device={args.device}, "
-          f"threads={args.threads}, torch {torch.__version__}")
-    print(f"time: median (and min) of {args.repeats} runs after a warm-up, ours and the floor "
-          f"interleaved in one process; original: {args.original_repeats} runs, own process")
-    print("peak memory: " + ("cuda max_memory_allocated - memory_allocated" if cuda else
-                             "VmHWM - VmRSS, fresh process per method, one run, glibc mmap "
-                             "threshold 64 KiB"))
-    ours = ["ours"] + [f"ours:{rows}" for rows in args.chunk_rows]
-    results = child("time", ours + ["bmm-floor"], args.repeats)
-    results.update(child("time", ["original"], args.original_repeats))
-    for method in results:
-        results[method]["peak_mb"] = child("memory", [method])["peak_mb"]
+def run_child(args, kind: str, methods, repeats: int = 0) -> dict:
+    """Measure ``methods`` (``kind`` "time" or "memory") in a fresh process; its JSON."""
+    cmd = [sys.executable, "-m", "misc.bench_loss", "--child", kind,
+           "--methods", ",".join(methods), "--device", args.device,
+           "--batch", str(args.batch), "--channels", str(args.channels),
+           "--size", str(args.size), "--repeats", str(repeats),
+           "--threads", str(args.threads)]
+    env = dict(os.environ)
+    if kind == "memory" and not args.device.startswith("cuda"):
+        # glibc: serve every block >= 64 KiB by mmap, so a freed tensor leaves the
+        # resident set and the high-water mark follows live memory, not heap retention
+        env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
+
+def print_report(results: dict, ours) -> None:
+    """The table of every method, then each of ours against the original and the floor."""
     print(f"{'method':<18}{'fwd+bwd s':>11}{'(min s)':>10}{'peak MB':>10}{'loss':>13}")
     for name, r in results.items():
         loss = "-" if r["loss"] is None else f"{r['loss']:.7f}"
@@ -227,6 +213,29 @@ def main():
               f"(target >= 10); {mem:.1f}x less peak memory (target >= 10); "
               f"{over_floor:.2f}x the bmm floor time, median of per-round ratios "
               f"(target <= 1.5); loss rel. diff {rel:.1e}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps((child_time if args.child == "time" else child_memory)(args)))
+        return
+    cuda = args.device.startswith("cuda")
+    print(f"dense_correlation_loss_dve forward+backward: B={args.batch} pairs, "
+          f"C={args.channels}, {args.size}x{args.size} features, device={args.device}, "
+          f"threads={args.threads}, torch {torch.__version__}")
+    print(f"time: median (and min) of {args.repeats} runs after a warm-up, ours and the floor "
+          f"interleaved in one process; original: {args.original_repeats} runs, own process")
+    print("peak memory: " + ("cuda max_memory_allocated - memory_allocated" if cuda else
+                             "VmHWM - VmRSS, fresh process per method, one run, glibc mmap "
+                             "threshold 64 KiB"))
+    ours = ["ours"] + [f"ours:{rows}" for rows in args.chunk_rows]
+    results = run_child(args, "time", ours + ["bmm-floor"], args.repeats)
+    results.update(run_child(args, "time", ["original"], args.original_repeats))
+    for method in results:
+        results[method]["peak_mb"] = run_child(args, "memory", [method])["peak_mb"]
+    print_report(results, ours)
 
 
 if __name__ == "__main__":
