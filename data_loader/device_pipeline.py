@@ -7,8 +7,8 @@ from typing import Optional
 
 import torch
 
-from data_loader.photometric import (PhotometricAugmentation, normalize_images,
-                                     training_augmentation)
+from data_loader.photometric import PhotometricAugmentation, training_augmentation
+from utils.image_normalization import normalize_images
 
 
 def interleave(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

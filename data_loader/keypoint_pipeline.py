@@ -8,9 +8,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from data_loader.photometric import (PhotometricAugmentation, normalize_images,
-                                     training_augmentation)
+from data_loader.photometric import PhotometricAugmentation, training_augmentation
 from data_loader.warper import crop_images
+from utils.image_normalization import normalize_images
 from utils.tps import normalize_pixels
 
 

@@ -22,9 +22,6 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-IMAGE_MEAN = (0.5084, 0.4224, 0.3769)
-IMAGE_STD = (0.2599, 0.2371, 0.2323)
-
 LIGHTING_EIGVAL = (0.2175, 0.0188, 0.0045)
 LIGHTING_EIGVEC = (  # rows as written in the original; column k is eigenvector k
     (-0.5675, 0.7192, 0.4009),
@@ -51,30 +48,6 @@ JPEG_CHROMA_TABLE = (
 ) + (99,) * 32
 
 JITTER_OPS = ("brightness", "contrast", "saturation")  # indices used by ``order``
-
-
-# ----------------------------------------------------------------------------- normalize
-
-def _channel_vector(values, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
-
-
-def normalize_images(images01: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> normalized with IMAGE_MEAN / IMAGE_STD."""
-    mean, std = _channel_vector(IMAGE_MEAN, images01), _channel_vector(IMAGE_STD, images01)
-    return (images01 - mean) / std
-
-
-def unnormalize_images(images: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`normalize_images`: (N, 3, H, W) normalized -> [0, 1] (up to
-    rounding), e.g. to draw a batch."""
-    mean, std = _channel_vector(IMAGE_MEAN, images), _channel_vector(IMAGE_STD, images)
-    return images * std + mean
-
-
-def denormalize_images(images: torch.Tensor) -> torch.Tensor:
-    """Inverse of ``normalize_images`` (for visualization); no clamping."""
-    return images * _channel_vector(IMAGE_STD, images) + _channel_vector(IMAGE_MEAN, images)
 
 
 # ----------------------------------------------------------------------------- resampling

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from data_loader.device_pipeline import PairPipeline, build_pair_pipeline, interleave
-from data_loader.photometric import IMAGE_MEAN, IMAGE_STD
+from utils.image_normalization import IMAGE_MEAN, IMAGE_STD
 from data_loader.warper import Warper
 
 ZERO_WARP = dict(warpsd_all=0, warpsd_subset=0, transsd=0, scalesd=0, rotsd=0)

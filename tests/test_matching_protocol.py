@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from data_loader.warper import Warper
-from utils.matching import (MATCHING_WARPER_ARGS, evaluate_matching, grid_limit_prediction,
+from trainer.matching import (MATCHING_WARPER_ARGS, evaluate_matching, grid_limit_prediction,
                             keypoint_cells, match_keypoints)
 
 

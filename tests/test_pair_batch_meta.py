@@ -3,7 +3,7 @@ the frame the pixels refer to and the crop, so later steps need no dataset attri
 import torch
 
 from data_loader.device_pipeline import PairPipeline
-from data_loader.photometric import normalize_images, unnormalize_images
+from utils.image_normalization import denormalize_images, normalize_images
 from data_loader.warper import Warper
 
 
@@ -23,7 +23,7 @@ def test_the_pair_batch_says_its_frame_and_crop_and_interleaves_keypoints():
     assert torch.equal(out["data"][0::2], normalize_images(again.first / 255.0))
 
 
-def test_unnormalize_inverts_normalize():
+def test_denormalize_inverts_normalize():
     images01 = torch.rand(2, 3, 5, 4, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(unnormalize_images(normalize_images(images01)), images01, atol=1e-6)
+    assert torch.allclose(denormalize_images(normalize_images(images01)), images01, atol=1e-6)
     assert not torch.allclose(normalize_images(images01), images01, atol=1e-2)

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 
 from data_loader.photometric import (
-    LIGHTING_EIGVAL, LIGHTING_EIGVEC, PhotometricAugmentation, color_jitter,
-    denormalize_images, jpeg_noise, jpeg_quant_tables, jpeg_quality_scaling, jpeg_roundtrip,
-    normalize_images, pca_lighting)
+    LIGHTING_EIGVAL, LIGHTING_EIGVEC, PhotometricAugmentation, color_jitter, jpeg_noise,
+    jpeg_quant_tables, jpeg_quality_scaling, jpeg_roundtrip, pca_lighting)
+from utils.image_normalization import denormalize_images, normalize_images
 
 
 def smooth_image(h: int = 64, w: int = 64) -> np.ndarray:

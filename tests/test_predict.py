@@ -23,7 +23,7 @@ from trainer.builders import build_model
 from utils.checkpoint import load_weights_into
 from utils.inference import (FaceRegions, Geometry, face_loader, normalized_to_original,
                              predict_landmarks, region_to_original)
-from utils.matching import MATCHING_WARPER_ARGS, REFERENCE_WIDTH, evaluate_matching
+from trainer.matching import MATCHING_WARPER_ARGS, REFERENCE_WIDTH, evaluate_matching
 
 IMWIDTH, CROP, CHANNELS = 32, 4, 8  # write_tiny_config's geometry and embedding
 # The regressor's data: 60 training faces of 10 identities; its test split (MAFL test) is

@@ -14,7 +14,7 @@ from dataset_fixtures import dot_image, save_image, write_pts
 from model import SmallNet
 from run_helpers import BASE_ARGS, one_error, rewrite
 from utils.errors import UserError
-from utils.matching import evaluate_matching
+from trainer.matching import evaluate_matching
 
 FACE_POINTS = np.array([(20, 22), (44, 22), (32, 34), (24, 46), (40, 46)])
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from data_loader.warper import Warper, WarperSingle
-from utils.matching import keypoint_cells
+from trainer.matching import keypoint_cells
 from utils.tps import random_tps_weights
 
 ZERO_WARP = dict(warpsd_all=0, warpsd_subset=0, transsd=0, scalesd=0, rotsd=0)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from data_loader.device_pipeline import interleave
-from data_loader.photometric import normalize_images
+from utils.image_normalization import normalize_images
 from data_loader.warper import crop_images
 from trainer.method import EmbeddingMethod, MethodContext
 

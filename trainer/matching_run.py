@@ -11,7 +11,7 @@ from base.base_dataset import MissingDataError
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal
 from data_loader.registry import DATASETS
 from trainer.builders import build_dataset, resolve_dataset
-from utils.matching import (evaluate_matching, format_matching_table, require_image_pairs,
+from trainer.matching import (evaluate_matching, format_matching_table, require_image_pairs,
                             split_name)
 from utils.registry import ConfigError
 
@@ -33,7 +33,7 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
     Logs which dataset and split is evaluated and why (``reason``). Raises
     :class:`ConfigError` for an unknown type; a ``MissingDataError`` of another type
     than the config's adds that ``--eval_data`` picks the dataset;
-    ``utils.matching.MatchingDataError`` for a split of fewer than two images.
+    ``trainer.matching.MatchingDataError`` for a split of fewer than two images.
     """
     own_type = config["dataset"]["type"]
     note = ""

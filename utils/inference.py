@@ -28,12 +28,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from base.base_dataset import Box, LandmarkImageDataset
-from data_loader.photometric import normalize_images
+from utils.image_normalization import normalize_images
 from data_loader.threehundredw import ThreeHundredW
 from data_loader.warper import crop_images
 from trainer.builders import dataset_geometry, resolve_dataset
 from utils.errors import UserError
-from utils.matching import match_keypoints
+from trainer.matching import match_keypoints
 from utils.registry import ConfigError
 from utils.tps import unnormalize_grid
 from utils.visualization import EMBEDDING_VISUALIZATIONS, MAX_IMAGES
@@ -218,7 +218,7 @@ def source_cells(points: Tensor, box: Tensor, geometry: Geometry, path) -> Tenso
 def match_into_targets(embedding: nn.Module, source: dict, points_in: Tensor,
                        loader: DataLoader, geometry: Geometry,
                        device: torch.device) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
-    """Dense correspondence (SPEC section 6, ``utils.matching.match_keypoints``): each
+    """Dense correspondence (SPEC section 6, ``trainer.matching.match_keypoints``): each
     source point's descriptor at its nearest feature cell, the arg-max dot product over
     the cells of each target, predicted pixel = cell * stride.
 

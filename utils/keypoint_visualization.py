@@ -9,7 +9,7 @@ import matplotlib
 import torch
 from matplotlib.figure import Figure
 
-from data_loader.photometric import denormalize_images
+from utils.image_normalization import denormalize_images
 from utils.registry import Registry, named
 from utils.tps import unnormalize_grid
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from data_loader.photometric import denormalize_images
+from utils.image_normalization import denormalize_images
 from utils.registry import Registry, named
 
 MAX_IMAGES = 8

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Subset
 
 from data_loader.device_pipeline import PairPipeline
-from data_loader.photometric import unnormalize_images
+from utils.image_normalization import denormalize_images
 from data_loader.warper import Warper
 from utils.errors import UserError
 
@@ -169,7 +169,7 @@ def format_matching_table(result: Dict) -> str:
 def save_matching_figure(path, inputs, predictions, max_rows: int = 4) -> None:
     """Source / same / different images of a ``PairPipeline`` batch ``inputs`` with true
     (green) and matched (red) keypoints (pixels of the cropped frame)."""
-    images = unnormalize_images(inputs["data"]).clamp(0, 1)  # (2N, 3, h, w)
+    images = denormalize_images(inputs["data"]).clamp(0, 1)  # (2N, 3, h, w)
     keypts = inputs["meta"]["keypts"]  # (2N, K, 2), pairs interleaved
     rows = min(max_rows, images.shape[0] // 4)
     figure = Figure(figsize=(9, 3 * rows))
