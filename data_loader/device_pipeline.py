@@ -53,6 +53,7 @@ class PairPipeline:
         return {"data": normalize_images(images01), "meta": meta}
 
 
-def build_pair_pipeline(warper, dataset, train: bool) -> PairPipeline:
-    """Photometric augmentation for training batches of datasets with ``do_augmentations``."""
-    return PairPipeline(warper, crop=dataset.crop, augment=training_augmentation(dataset, train))
+def build_pair_pipeline(warper, crop: int, do_augmentations: bool, train: bool) -> PairPipeline:
+    """Pairs cropped by ``crop`` pixels a side; photometric augmentation for training
+    batches when ``do_augmentations`` (the config's ``dataset.args``)."""
+    return PairPipeline(warper, crop=crop, augment=training_augmentation(do_augmentations, train))

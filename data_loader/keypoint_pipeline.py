@@ -52,10 +52,13 @@ class KeypointPipeline:
         return {"data": normalize_images(images01), "meta": meta}
 
 
-def build_keypoint_pipeline(warper, dataset, train: bool, warp_val: bool = True) -> KeypointPipeline:
+def build_keypoint_pipeline(warper, crop: int, eye_indices: Sequence[int],
+                            do_augmentations: bool, train: bool,
+                            warp_val: bool = True) -> KeypointPipeline:
     """Warps for training (and validation with ``warp_val``) when a warper is configured;
-    photometric noise for training batches of datasets with ``do_augmentations``."""
-    augment = training_augmentation(dataset, train)
+    ``crop`` pixels a side; photometric noise for training batches when
+    ``do_augmentations`` (the config's ``dataset.args``); ``eye_indices`` of the dataset
+    go into ``meta``."""
+    augment = training_augmentation(do_augmentations, train)
     use_warper = warper if (train or warp_val) else None
-    return KeypointPipeline(use_warper, crop=dataset.crop, eye_indices=dataset.eye_indices,
-                            augment=augment)
+    return KeypointPipeline(use_warper, crop=crop, eye_indices=eye_indices, augment=augment)

@@ -368,7 +368,8 @@ class PhotometricAugmentation:
         return pca_lighting(images255 / 255, alpha).to(images01.dtype)
 
 
-def training_augmentation(dataset, train: bool) -> Optional[PhotometricAugmentation]:
-    """The photometric augmentation of a pipeline: only for training batches of datasets
-    with ``do_augmentations``."""
-    return PhotometricAugmentation() if (train and dataset.do_augmentations) else None
+def training_augmentation(do_augmentations: bool, train: bool
+                          ) -> Optional[PhotometricAugmentation]:
+    """The photometric augmentation of a pipeline: only for training batches, and only
+    with the dataset's ``do_augmentations`` (``dataset.args.do_augmentations``)."""
+    return PhotometricAugmentation() if (train and do_augmentations) else None

@@ -39,10 +39,8 @@ def test_identity_warp_gives_cropped_normalized_images_and_shifted_keypoints():
     assert out["meta"]["grid"].shape == (3, 14, 14, 2)
 
 
-class _Data:
-    crop, do_augmentations = 2, True
-
-
-def test_photometric_augmentation_only_for_training():
-    assert build_pair_pipeline(Warper(), _Data(), train=True).augment is not None
-    assert build_pair_pipeline(Warper(), _Data(), train=False).augment is None
+def test_photometric_augmentation_only_for_training_and_when_asked():
+    assert build_pair_pipeline(Warper(), 2, do_augmentations=True, train=True).augment is not None
+    assert build_pair_pipeline(Warper(), 2, do_augmentations=True, train=False).augment is None
+    assert build_pair_pipeline(Warper(), 2, do_augmentations=False, train=True).augment is None
+    assert build_pair_pipeline(Warper(), 2, do_augmentations=False, train=True).crop == 2

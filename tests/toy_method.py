@@ -27,7 +27,7 @@ class FlipEquivariance(EmbeddingMethod):
 
     def __init__(self, context: MethodContext, ema_decay: float = 0.9):
         super().__init__(context)
-        self.crop = context.train_set.crop
+        self.crop = context.crop
         self.ema_decay = ema_decay
         self.steps = torch.zeros((), dtype=torch.int64)
         self.ema: Dict[str, Tensor] = {}

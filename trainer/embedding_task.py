@@ -15,8 +15,8 @@ from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.matching_run import build_matching_dataset, run_matching
 from trainer.method import METHODS, MethodContext
 from trainer.run_setup import (VALID_BATCH, PreparedRun, check_batch_size, data_workers,
-                               finetune, fit, log_splits, parallelize, start_run,
-                               trainer_arguments)
+                               finetune, fit, log_splits, parallelize, pipeline_geometry,
+                               start_run, trainer_arguments)
 from data_loader.loaders import make_loader
 from utils.config import build_block
 from utils.logging_setup import hold_run_log
@@ -42,6 +42,7 @@ def prepare_embedding(config, config_path, args, device, seed: int,
     matching_set = build_matching_dataset(config, config_path) if train_set.has_keypoints \
         else None
     context = MethodContext(train_set=train_set, valid_set=valid_set,
+                            **pipeline_geometry(config),
                             warper=build_warper(config, config_path) if "warper" in config
                             else None, loss_fn=resolve_loss(config, config_path),
                             loss_args=config["loss_args"])

@@ -27,12 +27,17 @@ class MethodContext:
 
     train_set, valid_set: the datasets (loader items: ``data`` (3, H, W) uint8, ``index``,
         with ``use_keypoints`` also ``keypts`` (K, 2) pixels).
+    crop: pixels to remove on every side of the loader images (``dataset.args.crop``).
+    do_augmentations: whether training views get photometric noise
+        (``dataset.args.do_augmentations``).
     warper: the config's ``warper`` (pairs with their dense correspondence), or None.
     loss_fn: the config's ``loss``, called ``loss_fn(outputs, meta, **loss_args)``.
     loss_args: the config's resolved ``loss_args``.
     """
     train_set: Any
     valid_set: Any
+    crop: int
+    do_augmentations: bool
     warper: Any
     loss_fn: Callable
     loss_args: Dict[str, Any]
@@ -84,8 +89,9 @@ class WarpedPairs(EmbeddingMethod):
 
     def __init__(self, context: MethodContext):
         super().__init__(context)
-        self.train_pipeline = build_pair_pipeline(context.warper, context.train_set, train=True)
-        self.valid_pipeline = build_pair_pipeline(context.warper, context.valid_set, train=False)
+        self.train_pipeline, self.valid_pipeline = (
+            build_pair_pipeline(context.warper, context.crop, context.do_augmentations, train)
+            for train in (True, False))
 
     def views(self, batch, device, generator, train):
         pipeline = self.train_pipeline if train else self.valid_pipeline

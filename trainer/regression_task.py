@@ -21,7 +21,8 @@ from trainer.descriptor_cache import CACHE_BATCH, cache_splits
 from trainer.keypoint_evaluation import evaluate_regressor
 from trainer.keypoint_trainer import KeypointTrainer, index_loader
 from trainer.run_setup import (VALID_BATCH, PreparedRun, check_batch_size, data_workers,
-                               finetune, fit, log_splits, start_run, trainer_arguments)
+                               finetune, fit, log_splits, pipeline_geometry, start_run,
+                               trainer_arguments)
 from utils.checkpoint import load_weights_into
 from utils.config import as_config_error
 from utils.error_curve import write_error_report
@@ -49,8 +50,9 @@ def prepare_regressor(config, config_path, args, device, seed: int,
     log_splits(config, train_set, valid_set)
     warper = build_warper(config, config_path) if "warper" in config else None
     with as_config_error(config_path, "dataset.args"):
-        train_pipeline = build_keypoint_pipeline(warper, train_set, train=True)
-        valid_pipeline = build_keypoint_pipeline(warper, valid_set, train=False,
+        geometry = dict(**pipeline_geometry(config), eye_indices=valid_set.eye_indices)
+        train_pipeline = build_keypoint_pipeline(warper, **geometry, train=True)
+        valid_pipeline = build_keypoint_pipeline(warper, **geometry, train=False,
                                                  warp_val=config.get("warp_val", True))
     workers = data_workers(config, args)
     loader_generator = torch.Generator().manual_seed(seed)
@@ -108,7 +110,9 @@ def evaluate_regressor_checkpoint(config, config_path, checkpoint, state, device
     load_weights_into(model, checkpoint, device, source="--resume", state=state)
     dataset = build_dataset(config, config_path, train=False)
     warper = build_warper(config, config_path) if "warper" in config else None
-    pipeline = build_keypoint_pipeline(warper, dataset, train=False, warp_val=config["warp_val"])
+    pipeline = build_keypoint_pipeline(warper, **pipeline_geometry(config),
+                                       eye_indices=dataset.eye_indices, train=False,
+                                       warp_val=config["warp_val"])
     loader = make_loader(dataset, VALID_BATCH, False, device, workers)
     errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
     return write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)

@@ -75,6 +75,15 @@ def data_workers(config, args) -> Optional[int]:
     return 0 if args.disable_workers else config["trainer"].get("num_workers")
 
 
+def pipeline_geometry(config) -> Dict[str, Any]:
+    """``{"crop": int, "do_augmentations": bool}`` of the resolved config's
+    ``dataset.args`` (a dataset type without these arguments: no crop, no noise), what
+    the device pipelines apply to the loader images."""
+    args = config["dataset"].get("args", {})
+    return {"crop": int(args.get("crop", 0)),
+            "do_augmentations": bool(args.get("do_augmentations", False))}
+
+
 def finetune(network: nn.Module, config, args, device,
              loaded: Optional[Tuple[Path, Dict[str, Any]]] = None) -> None:
     """Initialise ``network`` from ``finetune_from`` (a file, a folder of runs or a glob:
