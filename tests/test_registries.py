@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 import train
@@ -190,7 +191,7 @@ def test_the_keypoint_trainer_calls_each_kind_as_its_registry_says(tmp_path):
         loss_fn=None, schedule=TrainingSchedule(epochs=1),
         run=RunContext(device=torch.device("cpu"), seed=0, config={}, config_path="x.json",
                        model_dir=tmp_path, writer=writer),
-        metrics=[], train_loader=None, valid_loader=None, train_pipeline=None,
+        metrics={}, train_loader=None, valid_loader=None, train_pipeline=None,
         valid_pipeline=None, eye_indices=(0, 1), visualizations=visualizations,
         keypoint_visualizations=keypoint_visualizations)
     images, feats = torch.randn(3, 3, 8, 8), torch.randn(3, 2, 4, 4)
@@ -204,3 +205,29 @@ def test_the_keypoint_trainer_calls_each_kind_as_its_registry_says(tmp_path):
     assert embedded[1] is writer and embedded[4:] == ("valid", 7)
     assert torch.equal(embedded[2], images) and len(embedded[3]) == 1
     assert torch.equal(embedded[3][0], feats)
+
+
+def test_a_plugin_metric_is_logged_and_monitored_under_its_configured_name(tmp_path,
+                                                                          tiny_config):
+    """The metric of a dotted name is logged as ``val_<the name as written>``, the key
+    ``trainer.monitor`` names, so model_best.pth follows it."""
+    name = "tests.plugin_example.mean_prediction_norm"
+
+    def regressor(config):
+        config["dataset"]["args"].update(use_keypoints=True, do_augmentations=False)
+        config.update(keypoint_regressor={"type": "IntermediateKeypointPredictor", "args": {
+            "num_annotated_points": 5, "num_intermediate_points": 6}},
+            loss="regression_loss", loss_args={}, metrics=[name], visualizations=[])
+        config["trainer"]["monitor"] = f"min val_{name}"
+        del config["warper"], config["lr_scheduler"]
+
+    config = rewrite(tiny_config(tmp_path, epochs=2, tensorboard=True), regressor)
+    assert train.main(["--config", str(config), *BASE_ARGS]) == 0
+    (run,) = (tmp_path / "saved" / "models" / "tiny-smallnet").iterdir()
+    assert (run / "model_best.pth").is_file()
+    best = torch.load(run / "model_best.pth", weights_only=True)
+    (logs,) = (tmp_path / "saved" / "log" / "tiny-smallnet").iterdir()
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    values = [e.value for e in events.Scalars(f"epoch/val_{name}")]
+    assert len(values) == 2 and best["monitor_best"] == pytest.approx(min(values))

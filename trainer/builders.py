@@ -45,8 +45,10 @@ def resolve_loss(config: Dict[str, Any], path) -> Callable:
     return loss_fn
 
 
-def resolve_metrics(config: Dict[str, Any], path) -> List[Callable]:
-    return [_named(METRICS, name, "metrics", path) for name in config.get("metrics", [])]
+def resolve_metrics(config: Dict[str, Any], path) -> Dict[str, Callable]:
+    """The config's ``metrics``: name as written (also a dotted plug-in name, under which
+    it is logged and ``trainer.monitor`` names it) -> function."""
+    return {name: _named(METRICS, name, "metrics", path) for name in config.get("metrics", [])}
 
 
 def find_visualization(name: str, embedding: Registry = EMBEDDING_VISUALIZATIONS,

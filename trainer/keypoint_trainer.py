@@ -9,7 +9,7 @@ descriptors (for visualizations).
 import logging
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 import torch
 from torch import Tensor
@@ -32,7 +32,8 @@ def index_loader(num_items: int, batch_size: int, train: bool,
 
 class KeypointTrainer(BaseTrainer):
     """Args (besides ``BaseTrainer``'s; ``model`` is the regression Sequential):
-        metrics: ``(outputs, meta) -> float`` callables, logged per epoch (mean per image).
+        metrics: name (as the config's ``metrics`` writes it) -> ``(outputs, meta) -> float``,
+            logged per epoch under that name (mean per image; ``val_<name>`` for validation).
         train_loader, valid_loader: image loaders, or index loaders (``index_loader``) with
             ``train_cache``/``valid_cache``.
         train_pipeline, valid_pipeline: ``KeypointPipeline``s (unused for cached splits).
@@ -47,14 +48,14 @@ class KeypointTrainer(BaseTrainer):
         (loss_fn, max_batches, seed, loader_generator and the rest: ``BaseTrainer``.)
     """
 
-    def __init__(self, *, metrics: Sequence[Callable], train_loader: DataLoader,
+    def __init__(self, *, metrics: Mapping[str, Callable], train_loader: DataLoader,
                  valid_loader: Optional[DataLoader], train_pipeline, valid_pipeline,
                  eye_indices: Sequence[int], train_cache: Optional[DescriptorCache] = None,
                  valid_cache: Optional[DescriptorCache] = None,
                  visualizations: Sequence[Callable] = (),
                  keypoint_visualizations: Sequence[Callable] = (), **kwargs):
         super().__init__(**kwargs)
-        self.metrics = list(metrics)
+        self.metrics = dict(metrics)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.train_pipeline, self.valid_pipeline = train_pipeline, valid_pipeline
         self.eye_indices = tuple(eye_indices)
@@ -96,14 +97,14 @@ class KeypointTrainer(BaseTrainer):
             value = self.optimize(self.compute_loss(outputs, meta, epoch, batch_index))
             count = outputs[0].shape[0]
             self._accumulate(sums, "loss", value, 1)
-            for metric in self.metrics:
-                self._accumulate(sums, metric.__name__, metric(outputs, meta), count)
+            for name, metric in self.metrics.items():
+                self._accumulate(sums, name, metric(outputs, meta), count)
             images_seen, batches_seen = images_seen + count, batches_seen + 1
             progress.set_postfix(loss=f"{value:.4f}")
         elapsed = max(time.perf_counter() - start, 1e-9)
         log = {"loss": sums.get("loss", math.nan) / max(batches_seen, 1)}
-        log.update({m.__name__: sums[m.__name__] / max(images_seen, 1)
-                    for m in self.metrics if m.__name__ in sums})
+        log.update({name: sums[name] / max(images_seen, 1)
+                    for name in self.metrics if name in sums})
         log.update({"images_per_s": images_seen / elapsed, "lr": self.optimizer.param_groups[-1]["lr"]})
         return log
 
@@ -127,9 +128,8 @@ class KeypointTrainer(BaseTrainer):
                 batch, self.valid_cache, self.valid_pipeline, generator)
             loss = self.compute_loss(outputs, meta, epoch, batch_index, "validation")
             self._accumulate(sums, "val_loss", loss.item(), 1)
-            for metric in self.metrics:
-                self._accumulate(sums, f"val_{metric.__name__}", metric(outputs, meta),
-                                 outputs[0].shape[0])
+            for name, metric in self.metrics.items():
+                self._accumulate(sums, f"val_{name}", metric(outputs, meta), outputs[0].shape[0])
             target = meta["keypts_normalized"].to(outputs[0].dtype)
             errors.append(inter_ocular_errors(outputs[0], target, self.eye_indices).cpu())
             if batch_index == 0:
