@@ -192,7 +192,7 @@ def test_the_keypoint_trainer_calls_each_kind_as_its_registry_says(tmp_path):
         run=RunContext(device=torch.device("cpu"), seed=0, config={}, config_path="x.json",
                        model_dir=tmp_path, writer=writer),
         metrics={}, train_loader=None, valid_loader=None, train_pipeline=None,
-        valid_pipeline=None, eye_indices=(0, 1), visualizations=visualizations,
+        valid_pipeline=None, visualizations=visualizations,
         keypoint_visualizations=keypoint_visualizations)
     images, feats = torch.randn(3, 3, 8, 8), torch.randn(3, 2, 4, 4)
     pred, intermediate, target = torch.rand(3, 5, 2), torch.rand(3, 5, 6, 2), torch.rand(3, 5, 2)

@@ -124,9 +124,9 @@ def test_acceptance_checks_on_a_hand_made_table():
     table = [row(3, False, 5.0, 0.2), row(64, False, 9.0, 0.4),
              row(3, True, 5.8, 0.3), row(64, True, 5.5, 0.5), row(16, True, 1.0, 0.1)]
     checks = by_check(table)
-    # (a) (9.0 - 5.0) / max(0.4, 0.2); (b) |5.5 - 5.8|; (c) (9.0 - 5.5) / max(0.4, 0.5)
+    # (a) (9.0 - 5.0) / max(0.4, 0.2); (b) 5.5 - 5.8; (c) (9.0 - 5.5) / max(0.4, 0.5)
     assert checks["a"]["value"] == pytest.approx(10.0) and checks["a"]["status"] == "PASS"
-    assert checks["b"]["value"] == pytest.approx(0.3) and checks["b"]["status"] == "PASS"
+    assert checks["b"]["value"] == pytest.approx(-0.3) and checks["b"]["status"] == "PASS"
     assert checks["c"]["value"] == pytest.approx(7.0) and checks["c"]["status"] == "PASS"
 
     worse = [row(3, False, 5.0, 0.2), row(64, False, 9.0, 1.0),
@@ -136,6 +136,11 @@ def test_acceptance_checks_on_a_hand_made_table():
     assert checks["b"]["value"] == pytest.approx(0.6) and checks["b"]["status"] == "FAIL"
     assert checks["c"]["value"] == pytest.approx(2.6) and checks["c"]["status"] == "FAIL"
 
+    # with DVE the error falling with the dimension by more than 0.5 px is the claim, too
+    falling = [row(3, True, 6.0, 0.3), row(64, True, 5.2, 0.5)]
+    assert by_check(falling)["b"]["value"] == pytest.approx(-0.8)
+    assert by_check(falling)["b"]["status"] == "PASS"
+
 
 def test_acceptance_checks_with_one_seed_or_missing_rows():
     one_seed = [row(3, False, 5.0, None, 1), row(64, False, 9.0, None, 1),
@@ -143,7 +148,7 @@ def test_acceptance_checks_with_one_seed_or_missing_rows():
     checks = by_check(one_seed)
     assert checks["a"]["status"] == checks["c"]["status"] == "UNDEFINED"
     assert "one seed" in checks["a"]["text"] and "one seed" in checks["c"]["text"]
-    assert checks["b"]["value"] == pytest.approx(0.3) and checks["b"]["status"] == "PASS"
+    assert checks["b"]["value"] == pytest.approx(-0.3) and checks["b"]["status"] == "PASS"
 
     checks = by_check([row(3, False, 5.0, 0.2), row(64, False, 9.0, 0.4, n=0)])
     assert [checks[k]["status"] for k in "abc"] == ["N/A", "N/A", "N/A"]

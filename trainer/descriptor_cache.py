@@ -29,10 +29,13 @@ class DescriptorCache:
     feats: (N, C, H, W) float32 descriptors (CPU).
     keypts_normalized: (N, K, 2) ground truth, normalized coordinates of the cropped image.
     images: (n, 3, h, w) the first normalized images, kept for visualizations.
+    eye_indices: (e0, e1) the pipeline's batches said (``meta``), for the inter-ocular
+        error of cached batches.
     """
     feats: Tensor
     keypts_normalized: Tensor
     images: Tensor
+    eye_indices: Tuple[int, int]
 
     def __len__(self) -> int:
         return self.feats.shape[0]
@@ -93,6 +96,7 @@ def compute_descriptors(embedding: nn.Module, loader: DataLoader, pipeline, devi
             feats = torch.empty((total, *batch_feats.shape[1:]), dtype=torch.float32)
             keypts = torch.empty((total, *batch_keypts.shape[1:]), dtype=torch.float32)
             images = inputs["data"][:max_images].cpu()
+            eye_indices = tuple(inputs["meta"]["eye_indices"])
         count = batch_feats.shape[0]
         feats[filled:filled + count] = batch_feats.cpu()
         keypts[filled:filled + count] = batch_keypts.cpu()
@@ -100,7 +104,8 @@ def compute_descriptors(embedding: nn.Module, loader: DataLoader, pipeline, devi
     embedding.train(was_training)
     if feats is None:
         raise ValueError(f"{desc}: the dataset is empty")
-    return DescriptorCache(feats=feats[:filled], keypts_normalized=keypts[:filled], images=images)
+    return DescriptorCache(feats=feats[:filled], keypts_normalized=keypts[:filled], images=images,
+                           eye_indices=eye_indices)
 
 
 def cache_splits(embedding: nn.Module, train_loader: DataLoader, valid_loader: DataLoader,

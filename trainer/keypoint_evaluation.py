@@ -1,6 +1,4 @@
 """Evaluating a trained landmark regressor on a split: per-image inter-ocular errors."""
-from typing import Sequence
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -10,10 +8,11 @@ from model.keypoint_metrics import inter_ocular_errors
 
 
 @torch.no_grad()
-def evaluate_regressor(model: nn.Module, loader: DataLoader, pipeline, device: torch.device,
-                       eye_indices: Sequence[int]) -> torch.Tensor:
-    """(N,) errors in percent of the inter-ocular distance, model in eval mode; warps (with
-    ``warp_val``) seeded at 0, as in the trainer's validation passes."""
+def evaluate_regressor(model: nn.Module, loader: DataLoader, pipeline,
+                       device: torch.device) -> torch.Tensor:
+    """(N,) errors in percent of the inter-ocular distance (the eye indices the pipeline's
+    ``meta`` carries), model in eval mode; warps (with ``warp_val``) seeded at 0, as in the
+    trainer's validation passes."""
     model.eval()
     generator = torch.Generator(device=device).manual_seed(0)
     errors = []
@@ -21,5 +20,5 @@ def evaluate_regressor(model: nn.Module, loader: DataLoader, pipeline, device: t
         inputs = pipeline(batch, device, generator)
         pred, _ = model(inputs["data"])  # (B, K, 2) normalized
         target = inputs["meta"]["keypts_normalized"].to(pred.dtype)
-        errors.append(inter_ocular_errors(pred, target, eye_indices).cpu())
+        errors.append(inter_ocular_errors(pred, target, inputs["meta"]["eye_indices"]).cpu())
     return torch.cat(errors)

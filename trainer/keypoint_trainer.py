@@ -37,7 +37,6 @@ class KeypointTrainer(BaseTrainer):
         train_loader, valid_loader: image loaders, or index loaders (``index_loader``) with
             ``train_cache``/``valid_cache``.
         train_pipeline, valid_pipeline: ``KeypointPipeline``s (unused for cached splits).
-        eye_indices: (e0, e1) of the dataset, for the inter-ocular error.
         train_cache, valid_cache: ``DescriptorCache``s, or None.
         visualizations: embedding visualizations (``trainer.builders.resolve_visualizations``),
             called ``(writer, images, [descriptors (N, C, H, W)], tag, step)``.
@@ -50,7 +49,7 @@ class KeypointTrainer(BaseTrainer):
 
     def __init__(self, *, metrics: Mapping[str, Callable], train_loader: DataLoader,
                  valid_loader: Optional[DataLoader], train_pipeline, valid_pipeline,
-                 eye_indices: Sequence[int], train_cache: Optional[DescriptorCache] = None,
+                 train_cache: Optional[DescriptorCache] = None,
                  valid_cache: Optional[DescriptorCache] = None,
                  visualizations: Sequence[Callable] = (),
                  keypoint_visualizations: Sequence[Callable] = (), **kwargs):
@@ -58,7 +57,6 @@ class KeypointTrainer(BaseTrainer):
         self.metrics = dict(metrics)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.train_pipeline, self.valid_pipeline = train_pipeline, valid_pipeline
-        self.eye_indices = tuple(eye_indices)
         self.train_cache, self.valid_cache = train_cache, valid_cache
         self.visualizations = list(visualizations)
         self.keypoint_visualizations = list(keypoint_visualizations)
@@ -78,7 +76,7 @@ class KeypointTrainer(BaseTrainer):
             indices = batch  # (B,) indices into the cache
             feats = cache.feats[indices].to(self.device, non_blocking=True)  # (B, C, H, W)
             meta = {"keypts_normalized": cache.keypts_normalized[indices].to(self.device),
-                    "eye_indices": self.eye_indices, "index": indices}
+                    "eye_indices": cache.eye_indices, "index": indices}
             images = None
         else:
             inputs = pipeline(batch, self.device, generator)
@@ -131,7 +129,7 @@ class KeypointTrainer(BaseTrainer):
             for name, metric in self.metrics.items():
                 self._accumulate(sums, f"val_{name}", metric(outputs, meta), outputs[0].shape[0])
             target = meta["keypts_normalized"].to(outputs[0].dtype)
-            errors.append(inter_ocular_errors(outputs[0], target, self.eye_indices).cpu())
+            errors.append(inter_ocular_errors(outputs[0], target, meta["eye_indices"]).cpu())
             if batch_index == 0:
                 self.visualize(images, outputs, feats, target, epoch)
             batches_seen += 1

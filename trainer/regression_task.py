@@ -73,7 +73,7 @@ def prepare_regressor(config, config_path, args, device, seed: int,
         loss_fn=functools.partial(resolve_loss(config, config_path), **config["loss_args"]),
         metrics=resolve_metrics(config, config_path), train_loader=train_loader,
         valid_loader=valid_loader, train_pipeline=train_pipeline, valid_pipeline=valid_pipeline,
-        eye_indices=valid_set.eye_indices, train_cache=caches[0], valid_cache=caches[1],
+        train_cache=caches[0], valid_cache=caches[1],
         keypoint_visualizations=resolve_keypoint_visualizations(config, config_path))
     return PreparedRun(trainer_args, run_values, embedding_part(model, config), train_set,
                        valid_set)
@@ -114,5 +114,5 @@ def evaluate_regressor_checkpoint(config, config_path, checkpoint, state, device
                                        eye_indices=dataset.eye_indices, train=False,
                                        warp_val=config["warp_val"])
     loader = make_loader(dataset, VALID_BATCH, False, device, workers)
-    errors = evaluate_regressor(model, loader, pipeline, device, dataset.eye_indices)
+    errors = evaluate_regressor(model, loader, pipeline, device)
     return write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)
