@@ -15,8 +15,8 @@ from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.matching_run import build_matching_dataset, run_matching
 from trainer.method import METHODS, MethodContext
 from trainer.run_setup import (VALID_BATCH, PreparedRun, check_batch_size, data_workers,
-                               finetune, fit, log_splits, parallelize, pipeline_geometry,
-                               start_run, trainer_arguments)
+                               finetune, log_splits, parallelize, pipeline_geometry,
+                               trainer_arguments, train_prepared)
 from data_loader.loaders import make_loader
 from utils.config import build_block
 from utils.logging_setup import hold_run_log
@@ -64,10 +64,8 @@ def train_embedding(config, config_path, args, device, seed: int, state,
     the config's dataset (its result, or {} for a dataset without keypoints).
     ``provenance``: the ``utils.provenance`` entry for ``provenance.json``."""
     prepared = prepare_embedding(config, config_path, args, device, seed, finetune_checkpoint)
-    with start_run(config, config_path, args.resume, device, seed,
-                   provenance) as (model_dir, writer):
-        trainer = prepared.trainer(EmbeddingTrainer, model_dir, writer)
-        fit(trainer, args, state)
+    trainer, _ = train_prepared(prepared, EmbeddingTrainer, config, config_path, args, device,
+                                seed, state, provenance)
     if prepared.matching_set is None:
         _logger.info("%s has no keypoint annotations: no matching evaluation; run "
                      "test_matching.py --resume %s --eval_data <an annotated dataset type>",

@@ -21,8 +21,8 @@ from trainer.descriptor_cache import CACHE_BATCH, cache_splits
 from trainer.keypoint_evaluation import evaluate_regressor
 from trainer.keypoint_trainer import KeypointTrainer, index_loader
 from trainer.run_setup import (VALID_BATCH, PreparedRun, check_batch_size, data_workers,
-                               finetune, fit, log_splits, pipeline_geometry, start_run,
-                               trainer_arguments)
+                               finetune, log_splits, pipeline_geometry,
+                               trainer_arguments, train_prepared)
 from utils.checkpoint import load_weights_into
 from utils.config import as_config_error
 from utils.error_curve import write_error_report
@@ -85,10 +85,8 @@ def train_keypoint_regressor(config, config_path, args, device, seed: int, state
     ``config``; ends by writing ``keypoints.json`` and the error curve of the last
     validation pass (returns the report). ``provenance``: see ``train_embedding``."""
     prepared = prepare_regressor(config, config_path, args, device, seed, finetune_checkpoint)
-    with start_run(config, config_path, args.resume, device, seed,
-                   provenance) as (model_dir, writer):
-        trainer = prepared.trainer(KeypointTrainer, model_dir, writer)
-        fit(trainer, args, state)
+    trainer, model_dir = train_prepared(prepared, KeypointTrainer, config, config_path, args,
+                                        device, seed, state, provenance)
     if trainer.last_valid_errors is None:
         raise ConfigError(f"{config_path}: the validation split of {config['dataset']['type']} "
                           f"gave no batch, so there is no error to report; check dataset.args")

@@ -136,11 +136,18 @@ def trainer_arguments(config, config_path, args, device, model, seed: int,
     return trainer_args, run_values
 
 
-def fit(trainer, args, state) -> None:
-    """Resume from ``args.resume`` (its checkpoint ``state`` as read) if asked, then train."""
-    if args.resume:
-        trainer.resume(args.resume, state)
-    trainer.train()
+def train_prepared(prepared: PreparedRun, trainer_class, config, config_path, args, device,
+                   seed: int, state, provenance=None):
+    """Create the run folder (``start_run``, with ``provenance``), build ``trainer_class``
+    from ``prepared``, resume from ``args.resume`` (its checkpoint ``state`` as read) if
+    asked, and train; -> (the trainer, the run folder)."""
+    with start_run(config, config_path, args.resume, device, seed,
+                   provenance) as (model_dir, writer):
+        trainer = prepared.trainer(trainer_class, model_dir, writer)
+        if args.resume:
+            trainer.resume(args.resume, state)
+        trainer.train()
+    return trainer, model_dir
 
 
 def topmost_missing(folder: Path) -> Path:
