@@ -48,7 +48,6 @@ class BaseTrainer:
         self.lr_scheduler = lr_scheduler
         self.loss_fn = loss_fn
         self.schedule = schedule
-        self.run = run
         self.config, self.config_path = run.config, run.config_path
         self.device, self.model_dir, self.writer = run.device, Path(run.model_dir), run.writer
         self.epochs, self.max_batches = schedule.epochs, schedule.max_batches
@@ -102,8 +101,8 @@ class BaseTrainer:
             raise NonFiniteLossError(
                 f"epoch {epoch}, {split} batch index {batch_index}: the loss {self.config['loss']} "
                 f"is {loss.item()} (loss_args {self.config.get('loss_args', {})}); the run "
-                f"stops: lower the "
-                f"learning rate (optimizer.args.lr in {self.config_path}) or check the data "
+                f"stops: lower the learning rate (optimizer.args.lr in {self.config_path}) "
+                f"or check the data "
                 f"(broken images or annotations)")
         return loss
 

@@ -274,13 +274,11 @@ def check_run_config(config: Dict[str, Any], path, resume: Optional[str] = None,
     check_dataset_geometry(config, path)
     optimizer = build_optimizer(config, network, path)
     build_scheduler(config, optimizer, path)
-    method = None
-    if "keypoint_regressor" not in config:  # the method's constructor needs the data:
-        method = DEFAULT_METHOD              # checked here by name and arguments
-        if "method" in config:
-            resolve_block(METHODS, config, "method", path, reserved=("context",))
-            method = config["method"]["type"]
-    if "warper" in config or method == DEFAULT_METHOD:  # warped pairs need one
+    if "method" in config:  # its constructor needs the data: checked by name and arguments
+        resolve_block(METHODS, config, "method", path, reserved=("context",))
+    warped_pairs = "keypoint_regressor" not in config and \
+        config.get("method", {}).get("type", DEFAULT_METHOD) == DEFAULT_METHOD
+    if "warper" in config or warped_pairs:  # warped pairs need one
         build_warper(config, path)
     check_monitor(config, path)
     log_ignored_keys(config, path)

@@ -32,6 +32,17 @@ from utils.registry import ConfigError
 _logger = logging.getLogger(__name__)
 
 
+def keypoint_pipeline(config, config_path, dataset, train: bool):
+    """The ``KeypointPipeline`` of the resolved ``config`` (its ``warper`` if any, the
+    ``dataset.args`` geometry, ``warp_val`` for evaluation) with ``dataset``'s eye indices;
+    a dataset that cannot say them is a ``ConfigError`` naming ``dataset.args``."""
+    warper = build_warper(config, config_path) if "warper" in config else None
+    with as_config_error(config_path, "dataset.args"):
+        return build_keypoint_pipeline(warper, **pipeline_geometry(config),
+                                       eye_indices=dataset.eye_indices, train=train,
+                                       warp_val=config["warp_val"])
+
+
 def prepare_regressor(config, config_path, args, device, seed: int,
                       finetune_checkpoint=None) -> PreparedRun:
     """Seed, then build the regression run's model (frozen ``finetune_from`` embedding;
@@ -48,12 +59,8 @@ def prepare_regressor(config, config_path, args, device, seed: int,
             train_set = RestrictedAnnotations(train_set, int(config["restrict_annos"]), seed)
     check_batch_size(config, config_path, train_set)
     log_splits(config, train_set, valid_set)
-    warper = build_warper(config, config_path) if "warper" in config else None
-    with as_config_error(config_path, "dataset.args"):
-        geometry = dict(**pipeline_geometry(config), eye_indices=valid_set.eye_indices)
-        train_pipeline = build_keypoint_pipeline(warper, **geometry, train=True)
-        valid_pipeline = build_keypoint_pipeline(warper, **geometry, train=False,
-                                                 warp_val=config.get("warp_val", True))
+    train_pipeline = keypoint_pipeline(config, config_path, valid_set, train=True)
+    valid_pipeline = keypoint_pipeline(config, config_path, valid_set, train=False)
     workers = data_workers(config, args)
     loader_generator = torch.Generator().manual_seed(seed)
     caches = (None, None)
@@ -107,10 +114,7 @@ def evaluate_regressor_checkpoint(config, config_path, checkpoint, state, device
     model = build_model(config, config_path).to(device)
     load_weights_into(model, checkpoint, device, source="--resume", state=state)
     dataset = build_dataset(config, config_path, train=False)
-    warper = build_warper(config, config_path) if "warper" in config else None
-    pipeline = build_keypoint_pipeline(warper, **pipeline_geometry(config),
-                                       eye_indices=dataset.eye_indices, train=False,
-                                       warp_val=config["warp_val"])
+    pipeline = keypoint_pipeline(config, config_path, dataset, train=False)
     loader = make_loader(dataset, VALID_BATCH, False, device, workers)
     errors = evaluate_regressor(model, loader, pipeline, device)
     return write_error_report(errors.numpy(), output_dir, title=type(dataset).__name__)
