@@ -16,9 +16,9 @@ from typing import Any, Optional
 from torch import nn
 
 from model.registry import NETWORKS
+from trainer.run_config import read_config
 from utils.checkpoint import CheckpointError, load_checkpoint, load_weights_into
 from utils.checkpoint_search import require_checkpoint
-from utils.cli import run_config
 
 dependencies = ["torch", "numpy", "tqdm"]
 UNTRAINED_DIM = 64
@@ -35,7 +35,7 @@ def _network(arch: str, dim: Optional[int], pretrained: Optional[str], kwargs: A
     state = load_checkpoint(checkpoint)
     args = dict(kwargs)
     if not state.get("bare"):  # a bare state dict has no config: dim and kwargs only
-        config, _ = run_config(None, state, checkpoint, [])
+        config, _ = read_config(None, state, checkpoint, [])
         if config["arch"]["type"] != arch:
             raise CheckpointError(f"pretrained {pretrained}: a {config['arch']['type']} "
                                   f"checkpoint, not a {arch} one; load it with the other "

@@ -8,7 +8,7 @@
 
 Each face is a region of an image: the whole image, ``--box x0,y0,x1,y1`` or the rows of
 ``--boxes`` (CSV ``image,x0,y0,x1,y1``). It is read and resized exactly as the training
-data was (``utils.inference``: the config's ``imwidth`` and ``crop``), and every result is
+data was (``trainer.inference``: the config's ``imwidth`` and ``crop``), and every result is
 given in pixels of the upright original image (EXIF orientation applied). ``landmarks``
 needs a regressor checkpoint; ``match`` and ``embed`` take an embedding or the embedding
 part of a regressor. Results go to ``--output_dir`` (default ``predictions/``);
@@ -23,17 +23,16 @@ import torch
 from tqdm import tqdm
 
 from trainer.builders import build_model, embedding_part
-from utils.checkpoint import CheckpointError, load_checkpoint, load_weights_into
-from utils.checkpoint_search import require_checkpoint
-from utils.cli import run_config
+from trainer.inference import (COLOUR_MAPS, FaceRegions, colour_maps, face_loader,
+                               match_into_targets, predict_landmarks, source_cells,
+                               training_geometry)
+from trainer.inference_io import (assign_boxes, collect_images, output_stems, parse_box,
+                                  parse_points, save_colour_map, write_json, write_landmarks,
+                                  write_matches)
+from trainer.run_config import resolve_evaluation
+from utils.checkpoint import CheckpointError, load_weights_into
 from utils.device import resolve_device
 from utils.errors import USER_ERRORS, report_user_error
-from utils.inference import (COLOUR_MAPS, FaceRegions, colour_maps, face_loader,
-                             match_into_targets, predict_landmarks, source_cells,
-                             training_geometry)
-from utils.inference_io import (assign_boxes, collect_images, output_stems, parse_box,
-                                parse_points, save_colour_map, write_json, write_landmarks,
-                                write_matches)
 from utils.logging_setup import setup_logging
 from utils.registry import ConfigError
 
@@ -100,9 +99,8 @@ def load_network(args: argparse.Namespace, device: torch.device, regressor: bool
     (``utils.checkpoint_search.require_checkpoint``). ``regressor``: the checkpoint must be a landmark regressor; an embedding raises
     ``CheckpointError`` saying to use ``match`` / ``embed`` or a regressor checkpoint.
     Otherwise the embedding (of a regressor: its embedding part) is returned."""
-    resume = require_checkpoint(args.resume, "--resume")
-    state = load_checkpoint(resume, map_location=device)
-    config, config_path = run_config(args.config, state, resume, args.set)
+    run = resolve_evaluation(args.config, args.resume, args.set, device)
+    config, config_path, resume, state = run.config, run.path, run.checkpoint, run.state
     embedding_only = not any(".wrapped_module." in f".{key}" for key in state["state_dict"])
     if regressor and ("keypoint_regressor" not in config or embedding_only):
         raise CheckpointError(

@@ -15,11 +15,8 @@ import sys
 from pathlib import Path
 
 from trainer.regression_task import evaluate_regressor_checkpoint
-from trainer.run_config import resolve_defaults
+from trainer.run_config import resolve_evaluation
 from trainer.run_setup import data_workers
-from utils.checkpoint import load_checkpoint
-from utils.checkpoint_search import require_checkpoint
-from utils.cli import run_config
 from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
 from utils.logging_setup import setup_logging
@@ -46,14 +43,10 @@ def main(argv=None) -> int:
     setup_logging()
     try:
         device = resolve_device(args.device)
-        resume = require_checkpoint(args.resume, "--resume")
-        state = load_checkpoint(resume, map_location=device)
-        config, config_path = run_config(args.config, state, resume, args.set)
-        if "keypoint_regressor" in config:
-            config = resolve_defaults(config, config_path)
-        output_dir = Path(args.output_dir) if args.output_dir else resume.parent
-        evaluate_regressor_checkpoint(config, config_path, resume, state, device,
-                                      data_workers(config, args), output_dir)
+        run = resolve_evaluation(args.config, args.resume, args.set, device)
+        output_dir = Path(args.output_dir) if args.output_dir else run.checkpoint.parent
+        evaluate_regressor_checkpoint(run.config, run.path, run.checkpoint, run.state, device,
+                                      data_workers(run.config, args), output_dir)
     except USER_ERRORS as err:
         return report_user_error(_logger, err)
     return 0

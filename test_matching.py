@@ -24,9 +24,8 @@ import torch
 
 from trainer.builders import build_model, embedding_part
 from trainer.matching_run import DEFAULT_EVAL_DATA, run_matching
-from utils.checkpoint import load_checkpoint, load_weights_into
-from utils.checkpoint_search import require_checkpoint
-from utils.cli import DEFAULT_SEED, run_config
+from trainer.run_config import DEFAULT_SEED, resolve_evaluation
+from utils.checkpoint import load_weights_into
 from utils.config import experiment_name
 from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
@@ -66,9 +65,8 @@ def main(argv=None) -> int:
     setup_logging()
     try:
         device = resolve_device(args.device)
-        resume = require_checkpoint(args.resume, "--resume") if args.resume else None
-        state = load_checkpoint(resume, map_location=device) if resume else None
-        config, config_path = run_config(args.config, state, resume, args.set)
+        run = resolve_evaluation(args.config, args.resume, args.set, device)
+        config, config_path, resume, state = run.config, run.path, run.checkpoint, run.state
         seed = args.seed if args.seed is not None else config.get("seed", DEFAULT_SEED)
         torch.manual_seed(seed)
         network = build_model(config, config_path).to(device)

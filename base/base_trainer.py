@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from base.optim import apply_changed_settings, group_settings, resume_changes
 from base.run_settings import RunContext, TrainingSchedule
-from trainer.optim import apply_changed_settings, group_settings, resume_changes
 from utils.checkpoint import load_weights_into, save_checkpoint
 from utils.config_values import parse_monitor
 from utils.errors import UserError
@@ -194,7 +194,7 @@ class BaseTrainer:
         checkpoint, only the weights and the epoch.
 
         Optimizer and scheduler settings changed since the checkpoint's run
-        (``trainer.optim.resume_changes``: e.g. ``optimizer.args.lr``,
+        (``base.optim.resume_changes``: e.g. ``optimizer.args.lr``,
         ``lr_scheduler.args.milestones``) are applied and logged: the learning rate is
         what the new schedule gives at this epoch.
         """

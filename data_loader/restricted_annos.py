@@ -20,7 +20,8 @@ class RestrictedAnnotations(Dataset):
     """``num_annos`` distinct images of ``dataset``, drawn from ``seed``, repeated
     floor(len(dataset) / num_annos) times (at least once), as the original did.
 
-    Attributes of the wrapped dataset (``crop``, ``eye_indices``, ...) read through.
+    Only items are read through: what the pipelines need (crop, eye indices) comes from
+    the resolved config and the evaluation split, never from this wrapper.
 
     Args:
         dataset: the annotated training set.
@@ -47,8 +48,3 @@ class RestrictedAnnotations(Dataset):
         item = dict(self.dataset[self.chosen[index % len(self.chosen)]])
         item["index"] = index
         return item
-
-    def __getattr__(self, name):
-        if name == "dataset":  # not set yet (e.g. while unpickling in a worker)
-            raise AttributeError(name)
-        return getattr(self.dataset, name)

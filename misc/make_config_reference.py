@@ -4,11 +4,11 @@ key tables of the config checks, so that the reference cannot drift from the cod
 Usage: python -m misc.make_config_reference [--output docs/config-reference.md] [--check]
 
 Sources: every registry, each an explicit table of its module (``model.registry``,
-``data_loader.registry``, ``trainer.optim``, ``utils.visualization``,
+``data_loader.registry``, ``base.optim``, ``utils.visualization``,
 ``utils.keypoint_visualization``); each name's constructor signature (``inspect.signature``)
 and the first paragraph of its docstring; the keys of ``utils.config`` (``KNOWN_KEYS``,
 ``KNOWN_TRAINER_KEYS``, ``REQUIRED_KEYS``, ``IGNORED_KEYS``) and the value checks of
-``utils.config_values.SETTINGS`` and ``trainer.optim.ARGUMENT_CHECKS``. What a key means
+``utils.config_values.SETTINGS`` and ``base.optim.ARGUMENT_CHECKS``. What a key means
 is written here, in :data:`KEY_MEANINGS`; a key the config accepts without an entry there
 stops the script, so a new key cannot go undocumented. ``tests/test_docs.py`` fails when
 the file differs from what this script writes.
@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 from data_loader.registry import DATASETS, WARPERS
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
 from trainer.method import METHODS
-from trainer.optim import ARGUMENT_CHECKS, OPTIMIZERS, SCHEDULERS
+from base.optim import ARGUMENT_CHECKS, OPTIMIZERS, SCHEDULERS
 from utils.config import IGNORED_KEYS, KNOWN_KEYS, KNOWN_TRAINER_KEYS, REQUIRED_KEYS
 from utils.config_values import SETTINGS
 from utils.keypoint_visualization import KEYPOINT_VISUALIZATIONS

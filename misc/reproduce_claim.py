@@ -46,8 +46,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import train
-from trainer.run_config import resolve_defaults
-from utils.cli import resolve_seeds, run_config
+from trainer.run_config import read_config, resolve_defaults, resolve_seeds
 from utils.config import run_directories
 from utils.errors import USER_ERRORS, UserError, report_user_error
 from utils.logging_setup import setup_logging
@@ -123,7 +122,7 @@ def config_file(text: str) -> Path:
 def load_claim_config(text: str, overrides: Sequence[str]) -> ClaimConfig:
     """Read a config with ``overrides``. Raises :class:`ConfigError` (missing file, bad
     JSON or override)."""
-    config, path = run_config(str(config_file(text)), None, None, list(overrides))
+    config, path = read_config(str(config_file(text)), None, None, list(overrides))
     # the run folder's parent: the experiment folder, as train.py names it
     experiment_dir = run_directories(config, path, run_id="run")[0].parent
     return ClaimConfig(path, config, experiment_dir)

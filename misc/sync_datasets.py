@@ -36,8 +36,8 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT_URL = "http://www.robots.ox.ac.uk/~vgg/research/DVE/data/datasets"
 MARKER_NAME = ".sync_complete"
-CHUNK_BYTES = 1 << 20
 ARCHIVE_DATA_PREFIX = "data"
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ DATASET_ARCHIVES = {
     "aflw-mtfl": DatasetArchive("252 MiB", "1ff31c07cef4f2777b416d896a65f6c17d8ae2ee", "aflw-mtfl"),
     "aflw-recrop": DatasetArchive("1.1 GiB", "939fdce0e6262a14159832c71d4f84a9d516de5e", "aflw"),
 }
+
 
 
 class SyncError(Exception):
@@ -81,53 +82,70 @@ def _parse_content_range(value):
     return tuple(None if group is None else int(group) for group in groups)
 
 
-def _check_free_space(folder, needed_bytes, what, fix_folder="pass another --data_dir"):
+def check_free_space(folder, needed_bytes, what, fix_folder="pass another --data_dir"):
+    """SyncError naming ``folder``, the GiB needed and free and ``fix_folder`` when
+    ``needed_bytes`` do not fit on its disk (``what``: what they are for)."""
     free = shutil.disk_usage(folder).free
     if needed_bytes > free:
         raise SyncError(f"not enough disk space in {folder} to {what}: need {needed_bytes / 2**30:.2f} GiB, "
                         f"{free / 2**30:.2f} GiB free; free some space or {fix_folder}")
 
 
-def _download_once(url, part_path, timeout, fix_url, fix_folder):
-    """One HTTP request appending to (or restarting) ``part_path``; returns once the body
-    is complete, raises _TransientNetworkError / _RestartDownload / SyncError otherwise."""
-    offset = part_path.stat().st_size if part_path.exists() else 0
+def _open_request(url, part_path, offset, timeout, fix_url):
+    """The response to a GET of ``url`` from byte ``offset`` (a Range request when > 0), or
+    None when the server says the ``offset`` bytes of ``part_path`` are the whole file;
+    raises _RestartDownload / _TransientNetworkError / SyncError as ``_download_once``."""
     headers = {"User-Agent": "dve-sync-datasets"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:
             _, total = _parse_content_range(err.headers.get("Content-Range"))
             if total == offset:
                 _logger.info("%s is already complete (%d bytes)", part_path, offset)
-                return
+                return None
             _logger.warning("the server cannot resume %s at byte %d (its file has %s bytes); starting again",
                             part_path, offset, total)
             raise _RestartDownload() from err
         if err.code >= 500:
             raise _TransientNetworkError(f"HTTP {err.code} {err.reason}") from err
         raise SyncError(f"HTTP {err.code} {err.reason} for {url}; {fix_url}") from err
+
+
+def _resumed_offset(response, url, offset):
+    """Where the body of ``response`` starts: ``offset`` when the server honoured the Range
+    request, 0 when it sent the whole file; _RestartDownload when it resumed elsewhere."""
+    if offset and response.status == 206:
+        start, _ = _parse_content_range(response.headers.get("Content-Range"))
+        if start != offset:
+            _logger.warning("the server resumed at byte %s instead of %d; starting again", start, offset)
+            raise _RestartDownload()
+        _logger.info("resuming %s at byte %d", url, offset)
+        return offset
+    if offset:
+        _logger.info("the server ignored the Range request (HTTP %d); downloading from byte 0",
+                     response.status)
+    return 0
+
+
+def _download_once(url, part_path, timeout, fix_url, fix_folder):
+    """One HTTP request appending to (or restarting) ``part_path``; returns once the body
+    is complete, raises _TransientNetworkError / _RestartDownload / SyncError otherwise."""
+    saved = part_path.stat().st_size if part_path.exists() else 0
+    response = _open_request(url, part_path, saved, timeout, fix_url)
+    if response is None:
+        return
     with response:
-        resumed = bool(offset) and response.status == 206
-        if resumed:
-            start, _ = _parse_content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                _logger.warning("the server resumed at byte %s instead of %d; starting again", start, offset)
-                raise _RestartDownload()
-            _logger.info("resuming %s at byte %d", url, offset)
-        elif offset:
-            _logger.info("the server ignored the Range request (HTTP %d); downloading from byte 0",
-                         response.status)
-            offset = 0
+        offset = _resumed_offset(response, url, saved)
         length_header = response.headers.get("Content-Length")
         length = int(length_header) if length_header is not None else None
         if length is not None:
-            _check_free_space(part_path.parent, length, f"download {url}", fix_folder)
+            check_free_space(part_path.parent, length, f"download {url}", fix_folder)
         received = 0
         try:
-            handle = open(part_path, "ab" if resumed else "wb")
+            handle = open(part_path, "ab" if offset else "wb")
         except OSError as err:
             raise SyncError(f"cannot write {part_path}: {err}; {fix_folder}") from err
         with handle, _progress(None if length is None else offset + length, offset, part_path.name) as bar:
@@ -188,6 +206,7 @@ def file_digest(path, algorithm="sha1"):
     return digest.hexdigest()
 
 
+
 def _normalized_member_name(name):
     """The member's path without './' and trailing '/', or None when it is unsafe."""
     if name.startswith("/") or name.startswith("\\") or re.match(r"^[A-Za-z]:", name):
@@ -196,6 +215,48 @@ def _normalized_member_name(name):
     if ".." in parts:
         return None
     return "/".join(parts)
+
+
+def _inside(path, root):
+    return path == root or path.startswith(root + "/")
+
+
+def _through_symlink(path, symlinks):
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in symlinks for i in range(1, len(parts)))
+
+
+def _symlink_target(name, linkname, symlinks):
+    """Walk ``linkname`` from the folder of the symlink member ``name`` as the filesystem
+    would; None when it climbs above the archive root, passes through or ends on a
+    symlink member (``symlinks``: their normalized names)."""
+    parts = [part for part in posixpath.dirname(name).split("/") if part]
+    for part in linkname.replace("\\", "/").split("/"):
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+            if "/".join(parts) in symlinks:
+                return None
+    return "/".join(parts)
+
+
+def _check_link(member, name, root, symlinks, files):
+    """SyncError unless the link ``member`` (normalized ``name``) points inside ``root``:
+    a symlink through real folders, a hardlink to a file member."""
+    if member.issym():
+        resolved = _symlink_target(name, member.linkname, symlinks)
+        if member.linkname.startswith(("/", "\\")) or resolved is None or not _inside(resolved, root):
+            raise SyncError(f"archive member {member.name!r} is a symlink to {member.linkname!r}, "
+                            f"outside {root}/")
+    elif member.islnk():
+        target = _normalized_member_name(member.linkname)
+        if target is None or not _inside(target, root) or target not in files \
+                or _through_symlink(target, symlinks):
+            raise SyncError(f"archive member {member.name!r} is a hardlink to {member.linkname!r}, "
+                            f"not a file of {root}/")
 
 
 def check_members(members, folder):
@@ -214,52 +275,21 @@ def check_members(members, folder):
     names = {member.name: _normalized_member_name(member.name) for member in members}
     symlinks = {names[m.name] for m in members if m.issym() and names[m.name]}
     files = {names[m.name] for m in members if m.isreg() and names[m.name]}
-
-    def inside(path):
-        return path == root or path.startswith(root + "/")
-
-    def through_symlink(path):
-        parts = path.split("/")
-        return any("/".join(parts[:i]) in symlinks for i in range(1, len(parts)))
-
-    def symlink_target(name, linkname):
-        """Walk ``linkname`` from the symlink's folder as the filesystem would; None when it
-        climbs above the archive root, passes through or ends on a symlink member."""
-        parts = [part for part in posixpath.dirname(name).split("/") if part]
-        for part in linkname.replace("\\", "/").split("/"):
-            if part == "..":
-                if not parts:
-                    return None
-                parts.pop()
-            elif part not in ("", "."):
-                parts.append(part)
-                if "/".join(parts) in symlinks:
-                    return None
-        return "/".join(parts)
-
     total_bytes = 0
     found_root = False
     for member in members:
         name = names[member.name]
         if name is None:
             raise SyncError(f"unsafe archive member {member.name!r} (absolute path or '..' component)")
-        if not inside(name) and (name not in ("", ARCHIVE_DATA_PREFIX) or not member.isdir()):
+        if not _inside(name, root) and (name not in ("", ARCHIVE_DATA_PREFIX) or not member.isdir()):
             raise SyncError(f"archive member {member.name!r} lies outside {root}/")
-        if through_symlink(name):
+        if _through_symlink(name, symlinks):
             raise SyncError(f"archive member {member.name!r} lies below a symlink of the archive")
-        found_root = found_root or inside(name)
+        found_root = found_root or _inside(name, root)
         if member.isreg():
             total_bytes += member.size
-        elif member.issym():
-            resolved = symlink_target(name, member.linkname)
-            if member.linkname.startswith(("/", "\\")) or resolved is None or not inside(resolved):
-                raise SyncError(f"archive member {member.name!r} is a symlink to {member.linkname!r}, "
-                                f"outside {root}/")
-        elif member.islnk():
-            target = _normalized_member_name(member.linkname)
-            if target is None or not inside(target) or target not in files or through_symlink(target):
-                raise SyncError(f"archive member {member.name!r} is a hardlink to {member.linkname!r}, "
-                                f"not a file of {root}/")
+        elif member.issym() or member.islnk():
+            _check_link(member, name, root, symlinks, files)
         elif not member.isdir():
             raise SyncError(f"archive member {member.name!r} is a device, fifo or other special file")
     if not found_root:
@@ -279,7 +309,7 @@ def unpack(archive_path, data_dir, folder, sha1, dataset):
         with archive:
             members = archive.getmembers()
             total_bytes = check_members(members, folder)
-            _check_free_space(data_dir, total_bytes, f"unpack {archive_path}")
+            check_free_space(data_dir, total_bytes, f"unpack {archive_path}")
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             _logger.info("unpacking %d members (%.2f GiB) of %s", len(members), total_bytes / 2**30,
                          archive_path)

@@ -149,7 +149,6 @@ def test_cache_that_does_not_fit_fails_naming_the_key(tmp_path, data_root, embed
 class NamedItems:
     def __init__(self, count):
         self.names = [f"img{i}.jpg" for i in range(count)]
-        self.crop = 3
 
     def __len__(self):
         return len(self.names)
@@ -166,7 +165,6 @@ def test_restrict_annos_tiles_the_requested_distinct_images():
     assert sorted(set(names)) == sorted(dataset.names[i] for i in restricted.chosen)
     assert all(names.count(n) == 23 // 5 for n in set(names))
     assert RestrictedAnnotations(dataset, 5, seed=3).chosen == restricted.chosen
-    assert restricted.crop == 3  # attributes read through
     with pytest.raises(ValueError, match="restrict_annos=30"):
         RestrictedAnnotations(dataset, 30, seed=0)
 

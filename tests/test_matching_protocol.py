@@ -38,7 +38,7 @@ class PixelNet(nn.Module):
         return [images[:, :, ::2, ::2]]
 
 
-def _dataset(images, keypts, crop):
+def _dataset(images, keypts):
     class Tiny(torch.utils.data.Dataset):
         imwidth = images.shape[-1]
 
@@ -48,17 +48,15 @@ def _dataset(images, keypts, crop):
         def __getitem__(self, index):
             return {"data": images[index], "keypts": keypts[index], "index": index}
 
-    dataset = Tiny()
-    dataset.crop = crop
-    return dataset
+    return Tiny()
 
 
 def test_references_equal_an_independent_recomputation():
     generator = torch.Generator().manual_seed(1)
     images = (torch.rand(5, 3, 40, 40, generator=generator) * 255).to(torch.uint8)
     keypts = 8 + 24 * torch.rand(5, 4, 2, generator=generator)
-    result = evaluate_matching(PixelNet(), _dataset(images, keypts, crop=4), torch.device("cpu"),
-                               images_per_batch=4)
+    result = evaluate_matching(PixelNet(), _dataset(images, keypts), torch.device("cpu"),
+                               crop=4, images_per_batch=4)
     assert result["num_image_pairs"] == 2  # the odd last image is dropped
     torch.manual_seed(0)  # the protocol's seed; two loader batches: 4 images, then none left
     pair = Warper(**MATCHING_WARPER_ARGS)(images[:4].float(), keypts=keypts[:4], crop=4)
@@ -101,7 +99,7 @@ def test_the_protocol_leaves_the_global_generator_alone():
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    first = evaluate_matching(PixelNet(), _dataset(images, keypts, crop=4), torch.device("cpu"))
+    first = evaluate_matching(PixelNet(), _dataset(images, keypts), torch.device("cpu"), crop=4)
     assert torch.equal(torch.rand(3), expected_next)  # the caller's stream is untouched
-    second = evaluate_matching(PixelNet(), _dataset(images, keypts, crop=4), torch.device("cpu"))
+    second = evaluate_matching(PixelNet(), _dataset(images, keypts), torch.device("cpu"), crop=4)
     assert first == second  # seeded: the same warps every time

@@ -21,8 +21,8 @@ from data_loader.warper import Warper
 from model import SmallNet
 from trainer.builders import build_model
 from utils.checkpoint import load_weights_into
-from utils.inference import (FaceRegions, Geometry, face_loader, normalized_to_original,
-                             predict_landmarks, region_to_original)
+from trainer.inference import (FaceRegions, Geometry, face_loader, normalized_to_original,
+                               predict_landmarks, region_to_original)
 from trainer.matching import MATCHING_WARPER_ARGS, REFERENCE_WIDTH, evaluate_matching
 
 IMWIDTH, CROP, CHANNELS = 32, 4, 8  # write_tiny_config's geometry and embedding
@@ -221,7 +221,7 @@ def two_image_split(trained):
                              crop=CROP, use_keypoints=True, do_augmentations=False, **TINY_DATA)
 
     class TwoImages(torch.utils.data.Dataset):
-        imwidth, crop = dataset.imwidth, dataset.crop
+        imwidth = dataset.imwidth
 
         def __len__(self):
             return 2
@@ -244,7 +244,7 @@ def test_match_agrees_with_the_matching_evaluation_on_the_same_pair(trained, tmp
     pairs = two_image_split(trained)
     network = SmallNet(num_output_channels=CHANNELS)
     load_weights_into(network, trained.embedding, "cpu")
-    reported = evaluate_matching(network, pairs, torch.device("cpu"), seed=0)
+    reported = evaluate_matching(network, pairs, torch.device("cpu"), CROP, seed=0)
     items = [pairs[0], pairs[1]]  # the same warps: seed 0, then one batch of (A, B)
     torch.manual_seed(0)
     pair = Warper(**MATCHING_WARPER_ARGS)(torch.stack([i["data"] for i in items]),

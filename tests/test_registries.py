@@ -20,7 +20,7 @@ from tests.run_helpers import BASE_ARGS, one_error, rewrite
 from trainer.builders import (find_visualization, resolve_keypoint_visualizations,
                               resolve_visualizations)
 from trainer.keypoint_trainer import KeypointTrainer
-from trainer.optim import OPTIMIZERS, SCHEDULERS
+from base.optim import OPTIMIZERS, SCHEDULERS
 from utils.keypoint_visualization import KEYPOINT_VISUALIZATIONS
 from utils.registry import ConfigError, Registry, named
 from utils.visualization import EMBEDDING_VISUALIZATIONS
@@ -39,8 +39,8 @@ NAMES = {
                                    "regression_loss"],
     ("model.registry", "METRICS"): ["inter_ocular_error"],
     ("model.registry", "KEYPOINT_REGRESSORS"): ["IntermediateKeypointPredictor"],
-    ("trainer.optim", "OPTIMIZERS"): ["Adam", "AdamW", "SGD"],
-    ("trainer.optim", "SCHEDULERS"): ["CosineAnnealingLR", "ExponentialLR", "MultiStepLR",
+    ("base.optim", "OPTIMIZERS"): ["Adam", "AdamW", "SGD"],
+    ("base.optim", "SCHEDULERS"): ["CosineAnnealingLR", "ExponentialLR", "MultiStepLR",
                                       "StepLR"],
     ("utils.visualization", "EMBEDDING_VISUALIZATIONS"): [
         "sphere_colormap", "sphere_norm_scatter3d", "sphere_rand_proj_colormap",

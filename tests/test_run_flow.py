@@ -68,7 +68,7 @@ def test_evaluate_matching_refuses_a_single_image_as_a_user_error(tmp_path):
     assert len(dataset) == 1
     with pytest.raises(UserError, match=r"needs at least two images \(a pair\), but "
                                         r"PtsLandmarks \(test split, root .*\) has 1 image"):
-        evaluate_matching(SmallNet(8), dataset, torch.device("cpu"))
+        evaluate_matching(SmallNet(8), dataset, torch.device("cpu"), crop=4)
 
 
 def cut_off_jpeg(path):

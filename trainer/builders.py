@@ -12,13 +12,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from base.optim import build_optimizer, build_scheduler, check_optimizer_settings
 from data_loader.registry import DATASETS, WARPERS
 from model.frozen_embedding import keypoint_regression_model
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
 from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer
 from trainer.method import DEFAULT_METHOD, METHODS
-from trainer.optim import build_optimizer, build_scheduler, check_optimizer_settings
 from utils.checkpoint import load_checkpoint, load_weights_into
 from utils.checkpoint_search import checkpoint_remedy, find_checkpoint
 from utils.config import as_config_error, build_block, check_arguments, resolve_block

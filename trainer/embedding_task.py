@@ -39,7 +39,7 @@ def prepare_embedding(config, config_path, args, device, seed: int,
     valid_set = build_dataset(config, config_path, train=False)
     check_batch_size(config, config_path, train_set)
     log_splits(config, train_set, valid_set)
-    matching_set = build_matching_dataset(config, config_path) if train_set.has_keypoints \
+    matching_data = build_matching_dataset(config, config_path) if train_set.has_keypoints \
         else None
     context = MethodContext(train_set=train_set, valid_set=valid_set,
                             **pipeline_geometry(config),
@@ -55,7 +55,7 @@ def prepare_embedding(config, config_path, args, device, seed: int,
         method=method, train_loader=make_loader(train_set, config["batch_size"], True, device,
                                                 workers, loader_generator),
         valid_loader=make_loader(valid_set, VALID_BATCH, False, device, workers))
-    return PreparedRun(trainer_args, run_values, network, train_set, valid_set, matching_set)
+    return PreparedRun(trainer_args, run_values, network, train_set, valid_set, matching_data)
 
 
 def train_embedding(config, config_path, args, device, seed: int, state,
@@ -66,11 +66,11 @@ def train_embedding(config, config_path, args, device, seed: int, state,
     prepared = prepare_embedding(config, config_path, args, device, seed, finetune_checkpoint)
     trainer, _ = train_prepared(prepared, EmbeddingTrainer, config, config_path, args, device,
                                 seed, state, provenance)
-    if prepared.matching_set is None:
+    if prepared.matching_data is None:
         _logger.info("%s has no keypoint annotations: no matching evaluation; run "
                      "test_matching.py --resume %s --eval_data <an annotated dataset type>",
                      config["dataset"]["type"], trainer.last_checkpoint)
         return {}
     return run_matching(prepared.network, config, config_path, trainer.last_checkpoint, device,
                         num_workers=data_workers(config, args), vis=args.vis,
-                        dataset=prepared.matching_set)
+                        data=prepared.matching_data)

@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Subset
 
 from data_loader.device_pipeline import PairPipeline
-from utils.image_normalization import denormalize_images
 from data_loader.warper import Warper
 from utils.errors import UserError
+from utils.image_normalization import denormalize_images
 
 _logger = logging.getLogger(__name__)
 
@@ -99,12 +99,45 @@ def grid_limit_prediction(keypts: torch.Tensor, stride: float, height: int, widt
     return torch.stack([cells % width, cells // width], dim=-1).to(keypts.dtype) * stride
 
 
+ERROR_NAMES = ("same", "different", "copy_same", "copy_different", "grid_same", "grid_different")
+
+
+def pair_errors(feats: torch.Tensor, keypts: torch.Tensor, frame_width: int):
+    """The errors of one batch of pairs (A, B, A, B, ...), each warped twice.
+
+    Args:
+        feats: (2N, C, h, w) descriptors of the interleaved warped images.
+        keypts: (2N, K, 2) their keypoints, pixels of the ``frame_width``-wide frame.
+    Returns: ({name: (N/2 * K,) errors in pixels of the 70-px frame} for the names of
+        ``ERROR_NAMES``, {"same", "different": (N/2, K, 2) predicted pixels}).
+    """
+    feats_first, feats_second = feats[0::2], feats[1::2]
+    keypts_first, keypts_second = keypts[0::2], keypts[1::2]
+    height, width = feats.shape[-2:]
+    stride, scale = frame_width / width, REFERENCE_WIDTH / frame_width
+    src, src_kp = feats_first[0::2], keypts_first[0::2]  # images A
+    targets = {"same": (feats_second[0::2], keypts_second[0::2]),
+               "different": (feats_second[1::2], keypts_second[1::2])}
+    errors, predictions = {}, {}
+    for name, (feats_dst, gt) in targets.items():
+        predictions[name] = match_keypoints(src, src_kp, feats_dst, stride)
+        grid = grid_limit_prediction(gt, stride, height, width)
+        errors[name] = ((predictions[name] - gt).norm(dim=-1) * scale).flatten()
+        errors[f"copy_{name}"] = ((src_kp - gt).norm(dim=-1) * scale).flatten()
+        errors[f"grid_{name}"] = ((grid - gt).norm(dim=-1) * scale).flatten()
+    return errors, predictions
+
+
 @torch.no_grad()
-def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
+def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device, crop: int,
                       images_per_batch: int = 64, seed: int = 0, num_workers: int = 0,
                       vis_path: Optional[str] = None) -> Dict:
     """Run the matching protocol over ``dataset`` (which must return ``keypts``).
 
+    ``model`` maps a normalized (B, 3, H, W) batch to a list whose first entry is the
+    (B, C, h, w) dense descriptors; the stride is the frame's width over ``w``. ``crop``:
+    the margin (pixels of the loader image) removed on every side after warping (the
+    config's ``dataset.args.crop``). Errors are pixels of the 70-px frame.
     Raises :class:`MatchingDataError` for a dataset of fewer than two images."""
     if images_per_batch % 2:
         raise ValueError("images_per_batch must be even (images are paired A, B)")
@@ -114,32 +147,20 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device,
     loader = DataLoader(Subset(dataset, range(count)), batch_size=images_per_batch,
                         shuffle=False, num_workers=num_workers, drop_last=False,
                         generator=torch.Generator())
-    pipeline = PairPipeline(Warper(**MATCHING_WARPER_ARGS), crop=dataset.crop)
+    pipeline = PairPipeline(Warper(**MATCHING_WARPER_ARGS), crop=crop)
     was_training = model.training
     model.eval()
-    errors = {name: [] for name in ("same", "different", "copy_same", "copy_different",
-                                    "grid_same", "grid_different")}
+    errors = {name: [] for name in ERROR_NAMES}
     # The original seeded the global generator right before the loop (SPEC section 6); a
     # generator of its own, seeded alike, draws the same warps and leaves global state alone.
     generator = torch.Generator(device=device).manual_seed(seed)
     for batch_index, batch in enumerate(loader):
         inputs = pipeline(batch, device, generator)  # N images -> N pairs (A, B, A, B...)
         feats = model(inputs["data"])[0].float()  # (2N, C, h, w)
-        feats_first, feats_second = feats[0::2], feats[1::2]
-        keypts_first, keypts_second = inputs["meta"]["keypts"][0::2], inputs["meta"]["keypts"][1::2]
-        height, width = feats.shape[-2:]
-        frame_width = inputs["meta"]["frame"][1]
-        stride, scale = frame_width / width, REFERENCE_WIDTH / frame_width
-        src, src_kp = feats_first[0::2], keypts_first[0::2]  # images A
-        targets = {"same": (feats_second[0::2], keypts_second[0::2]),
-                   "different": (feats_second[1::2], keypts_second[1::2])}
-        predictions = {}
-        for name, (feats_dst, gt) in targets.items():
-            predictions[name] = match_keypoints(src, src_kp, feats_dst, stride)
-            grid = grid_limit_prediction(gt, stride, height, width)
-            errors[name].append(((predictions[name] - gt).norm(dim=-1) * scale).flatten())
-            errors[f"copy_{name}"].append(((src_kp - gt).norm(dim=-1) * scale).flatten())
-            errors[f"grid_{name}"].append(((grid - gt).norm(dim=-1) * scale).flatten())
+        batch_errors, predictions = pair_errors(feats, inputs["meta"]["keypts"],
+                                                inputs["meta"]["frame"][1])
+        for name, values in batch_errors.items():
+            errors[name].append(values)
         if batch_index == 0 and vis_path is not None:
             save_matching_figure(vis_path, inputs, predictions)
     model.train(was_training)

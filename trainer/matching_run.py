@@ -3,14 +3,14 @@ import inspect
 import json
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
 from base.base_dataset import MissingDataError
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal
 from data_loader.registry import DATASETS
-from trainer.builders import build_dataset, resolve_dataset
+from trainer.builders import build_dataset, dataset_geometry, resolve_dataset
 from trainer.matching import (evaluate_matching, format_matching_table, require_image_pairs,
                             split_name)
 from utils.registry import ConfigError
@@ -19,22 +19,18 @@ _logger = logging.getLogger(__name__)
 DEFAULT_EVAL_DATA = "MAFLAligned"  # test_matching.py's default, as in the original
 
 
-def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
-                           reason: str = "the config's dataset, as at the end of training"):
-    """The test split to match on, with keypoints and no augmentation (SPEC section 6).
+class MatchingData(NamedTuple):
+    """The split matched on and the margin (pixels of its images) the pair pipeline
+    crops after warping: its config's ``dataset.args.crop``, else its type's default."""
+    dataset: Any
+    crop: int
 
-    ``eval_data`` None: the config's own dataset, test split (CelebA types: the MAFL
-    test set, ``val_split`` "mafl"), as the matching at the end of training. A dataset
-    type (``test_matching.py`` passes ``MAFLAligned`` by default, as the original did):
-    that type with the config's ``dataset.args`` it takes (root, imwidth, crop, ...);
-    for a config whose dataset reads the CelebA layout (``CelebAPrunedAligned_MAFLVal``
-    and its subclasses) MAFLAligned's test split is that dataset's MAFL test split,
-    read by the config's type.
-    Logs which dataset and split is evaluated and why (``reason``). Raises
-    :class:`ConfigError` for an unknown type; a ``MissingDataError`` of another type
-    than the config's adds that ``--eval_data`` picks the dataset;
-    ``trainer.matching.MatchingDataError`` for a split of fewer than two images.
-    """
+
+def evaluated_config(config, config_path, eval_data: Optional[str]):
+    """(the config with the dataset ``eval_data`` evaluates, a note for the log): None
+    keeps the config's dataset; a CelebA-layout config evaluated on ``MAFLAligned`` keeps
+    its own type (the same MAFL test list); another type takes the ``dataset.args`` its
+    constructor accepts. Raises ``ConfigError`` for an unknown type."""
     own_type = config["dataset"]["type"]
     note = ""
     if eval_data == DEFAULT_EVAL_DATA and issubclass(resolve_dataset(config, config_path),
@@ -55,6 +51,29 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
         if dropped:
             note = f"; dataset.args {', '.join(dropped)} of {own_type} do not apply"
         config = {**config, "dataset": {"type": eval_data, "args": args}}
+    return config, note
+
+
+def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
+                           reason: str = "the config's dataset, as at the end of training"
+                           ) -> MatchingData:
+    """The test split to match on, with keypoints and no augmentation (SPEC section 6),
+    and its crop.
+
+    ``eval_data`` None: the config's own dataset, test split (CelebA types: the MAFL
+    test set, ``val_split`` "mafl"), as the matching at the end of training. A dataset
+    type (``test_matching.py`` passes ``MAFLAligned`` by default, as the original did):
+    that type with the config's ``dataset.args`` it takes (root, imwidth, crop, ...);
+    for a config whose dataset reads the CelebA layout (``CelebAPrunedAligned_MAFLVal``
+    and its subclasses) MAFLAligned's test split is that dataset's MAFL test split,
+    read by the config's type.
+    Logs which dataset and split is evaluated and why (``reason``). Raises
+    :class:`ConfigError` for an unknown type; a ``MissingDataError`` of another type
+    than the config's adds that ``--eval_data`` picks the dataset;
+    ``trainer.matching.MatchingDataError`` for a split of fewer than two images.
+    """
+    own_type = config["dataset"]["type"]
+    config, note = evaluated_config(config, config_path, eval_data)
     try:
         dataset = build_dataset(config, config_path, train=False,
                                 overrides=dict(use_keypoints=True, do_augmentations=False),
@@ -68,25 +87,26 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
     _logger.info("matching evaluation on %s, %s split, root %s (%s%s)", config["dataset"]["type"],
                  split_name(dataset), getattr(dataset, "root", "-"), reason, note)
     require_image_pairs(dataset)
-    return dataset
+    return MatchingData(dataset, int(dataset_geometry(config, config_path)["crop"] or 0))
 
 
 def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Optional[Path],
                  device: torch.device, num_workers: Optional[int] = 0, vis: bool = False,
                  eval_data: Optional[str] = None, output_dir: Optional[Path] = None,
                  reason: str = "the config's dataset, as at the end of training",
-                 dataset=None) -> dict:
-    """Evaluate on ``dataset`` (None: :func:`build_matching_dataset` of ``eval_data``,
+                 data: Optional[MatchingData] = None) -> dict:
+    """Evaluate on ``data`` (None: :func:`build_matching_dataset` of ``eval_data``,
     ``reason``), log the table and write ``matching.json`` (and ``matching.png`` with
     ``vis``) beside the checkpoint (or into ``output_dir``)."""
-    if dataset is None:
-        dataset = build_matching_dataset(config, config_path, eval_data, reason)
+    if data is None:
+        data = build_matching_dataset(config, config_path, eval_data, reason)
+    dataset = data.dataset
     out_dir = Path(output_dir) if output_dir else (Path(checkpoint).parent if checkpoint else None)
     vis_path = str(out_dir / "matching.png") if (vis and out_dir) else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    result = evaluate_matching(network, dataset, device, num_workers=num_workers or 0,
-                               vis_path=vis_path)
+    result = evaluate_matching(network, dataset, device, data.crop,
+                               num_workers=num_workers or 0, vis_path=vis_path)
     result["checkpoint"] = str(checkpoint) if checkpoint else None
     result["dataset"] = type(dataset).__name__
     result["dataset_root"] = str(getattr(dataset, "root", ""))

@@ -22,24 +22,27 @@ every value added is the one the code would have used.
 """
 import copy
 import inspect
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
+from base.optim import refuse_network_changes, resume_changes
 from data_loader.registry import DATASETS, WARPERS
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, NETWORKS
 from trainer.builders import check_run_config
 from trainer.method import DEFAULT_METHOD, METHODS
-from trainer.optim import refuse_network_changes, resume_changes
-from utils.checkpoint import load_checkpoint, require_resumable
+from utils.checkpoint import CheckpointError, load_checkpoint, require_resumable
 from utils.checkpoint_search import require_checkpoint
-from utils.cli import resolve_seeds, run_config
-from utils.config import experiment_name
+from utils.config import apply_overrides, experiment_name, load_config
+from utils.config_values import check_values
 from utils.device import resolve_device
 from utils.registry import ConfigError, Registry
 
+_logger = logging.getLogger(__name__)
+DEFAULT_SEED = 0
 RUN_DEFAULTS = {"n_gpu": 1, "bias_lr": None, "loss_args": {}, "metrics": [],
                 "visualizations": [], "finetune_from": None}
 REGRESSOR_DEFAULTS = {"keypoint_regressor_upsample": False, "warp_val": True,
@@ -55,6 +58,71 @@ BLOCK_REGISTRIES = {
     "method": (METHODS, ("context",)),
 }
 LOSS_RESERVED = ("feats", "meta", "outputs")
+
+
+def released_run_config(checkpoint) -> Tuple[Dict[str, Any], Path]:
+    """The config of the released checkpoint ``checkpoint``: the ``config.json`` of its run
+    folder, beside it (original schema; ``utils.model_zoo`` downloads it there), read by
+    ``load_config``; ``name`` defaults to the experiment folder above the run folder, as
+    the original named runs. Raises :class:`CheckpointError` when there is none."""
+    path = Path(checkpoint).with_name("config.json")
+    if not path.is_file():
+        raise CheckpointError(f"{checkpoint} stores no readable config (a released DVE "
+                              f"checkpoint keeps it as a pickled object, which is not "
+                              f"loaded) and has no config.json beside it; pass --config "
+                              f"CONFIG.json as well")
+    config = load_config(path)
+    config.setdefault("name", path.parent.parent.name)
+    _logger.info("no --config: using %s, the released run's config (original schema)", path)
+    return config, path
+
+
+def read_config(config_file: Optional[str], state: Optional[Dict[str, Any]],
+               checkpoint: Optional[str], overrides: List[str]) -> Tuple[Dict[str, Any], Path]:
+    """The config of ``--config`` (else the one stored in the loaded checkpoint ``state``
+    of ``checkpoint``, or for a released checkpoint :func:`released_run_config`) with the
+    ``--set`` style ``overrides`` applied; -> (config, path)."""
+    if config_file:
+        path = Path(config_file)
+        config = load_config(path)
+    elif state is not None:
+        config = state.get("config")
+        if state.get("bare"):
+            raise CheckpointError(f"{checkpoint} is a bare state dict (weights only, no "
+                                  f"config); pass --config CONFIG.json as well")
+        if isinstance(config, dict):
+            path = Path(state.get("config_path") or "resumed/config.json")
+        elif state.get("released"):
+            config, path = released_run_config(checkpoint)
+        else:
+            raise CheckpointError(f"{checkpoint} stores no readable config; pass --config "
+                                  f"CONFIG.json as well")
+    else:
+        raise ConfigError("pass --config CONFIG.json (or --resume CHECKPOINT, whose stored "
+                          "config is then used)")
+    return apply_overrides(config, overrides, path), path
+
+
+def resolve_seeds(cli_seeds: Optional[str], config: Dict[str, Any], path) -> List[int]:
+    """The run seeds: ``--seeds`` when given (it wins), else the config's ``seed``, else
+    0; logs which and why. Raises :class:`ConfigError` for a malformed ``--seeds``."""
+    if cli_seeds is not None:
+        try:
+            seeds = [int(s) for s in str(cli_seeds).split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {cli_seeds}: expected comma-separated integers, "
+                              f"e.g. --seeds 0,1,2") from None
+        if not seeds:
+            raise ConfigError("--seeds is empty; give comma-separated integers, e.g. 0,1,2")
+        ignored = f" (the config's seed {config['seed']} is overridden)" if "seed" in config else ""
+        _logger.info("seeds %s from --seeds%s", seeds, ignored)
+        return seeds
+    if "seed" in config:
+        _logger.info("seed %d from the config's seed key (%s); --seeds overrides it",
+                     config["seed"], path)
+        return [int(config["seed"])]
+    _logger.info("seed %d (the default: no --seeds and no seed key in %s)", DEFAULT_SEED, path)
+    return [DEFAULT_SEED]
 
 
 def _plain(value) -> bool:
@@ -174,8 +242,8 @@ def resolve_run(args) -> ResolvedRun:
     state = load_checkpoint(args.resume) if args.resume else None
     if state is not None:
         require_resumable(state, args.resume)
-    config, path = run_config(args.config, state if not args.config else None, args.resume,
-                              command_line_overrides(args))
+    config, path = read_config(args.config, state if not args.config else None, args.resume,
+                               command_line_overrides(args))
     device = resolve_device(args.device)
     summary = check_run_config(config, path, args.resume, state)
     config = resolve_defaults(config, path)
@@ -185,3 +253,34 @@ def resolve_run(args) -> ResolvedRun:
             raise ConfigError(f"--resume continues one run; drop --seeds {args.seeds}")
         check_resume(state, config, path, args.resume)
     return ResolvedRun(config, Path(path), state, device, seeds, summary)
+
+
+@dataclass
+class EvaluationRun:
+    """What an evaluation command (``test_matching.py``, ``test_keypoints.py``,
+    ``predict.py``, ``hubconf.py``) works from, decided once.
+
+    config: the resolved config (``resolve_defaults``) of ``--config``, else the
+        checkpoint's own (a released checkpoint's run ``config.json``), with ``--set``.
+    path: the config's file (or the checkpoint's, for its stored config).
+    checkpoint: the file ``--resume`` designates, or None.
+    state: that checkpoint as read (``utils.checkpoint.load_checkpoint``), or None.
+    """
+    config: Dict[str, Any]
+    path: Path
+    checkpoint: Optional[Path]
+    state: Optional[Dict[str, Any]]
+
+
+def resolve_evaluation(config_file: Optional[str], resume: Optional[str], overrides: List[str],
+                       device: torch.device, source: str = "--resume") -> EvaluationRun:
+    """The one place an evaluation's raw config is read: the checkpoint ``resume`` (a file,
+    a folder of runs, a glob or a released model's name, ``source`` names the option in
+    messages) read onto ``device``, the config of ``config_file`` (else the
+    checkpoint's), the ``overrides``, its values checked and every default written out.
+    Raises ``ConfigError`` / ``CheckpointError`` with one-line messages."""
+    checkpoint = require_checkpoint(resume, source) if resume else None
+    state = load_checkpoint(checkpoint, map_location=device) if checkpoint else None
+    config, path = read_config(config_file, state, checkpoint, overrides)
+    check_values(config, path)
+    return EvaluationRun(resolve_defaults(config, path), Path(path), checkpoint, state)

@@ -20,9 +20,9 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import torch
 from torch import nn
 
+from base.optim import build_optimizer, build_scheduler
 from base.run_settings import RunContext, TrainingSchedule
 from trainer.builders import load_finetune_weights, resolve_visualizations
-from trainer.optim import build_optimizer, build_scheduler
 from utils.checkpoint_search import require_checkpoint
 from utils.config import run_directories
 from utils.logging_setup import close_run_log, setup_logging
@@ -43,7 +43,7 @@ class PreparedRun:
         ``model_dir`` and ``writer``).
     network: the embedding (unwrapped), for the matching evaluation after training.
     train_set, valid_set: the datasets (``train_set`` possibly restricted).
-    matching_set: the split the matching evaluation after training reads (an embedding
+    matching_data: the split the matching evaluation after training reads and its crop (an embedding
         run on a dataset with keypoints), already checked to hold a pair; else None.
     """
     trainer_args: Dict[str, Any]
@@ -51,7 +51,7 @@ class PreparedRun:
     network: nn.Module
     train_set: Any
     valid_set: Any
-    matching_set: Any = None
+    matching_data: Any = None
 
     def trainer(self, trainer_class, model_dir: Path, writer):
         """``trainer_class`` built for the run folder ``model_dir`` and ``writer``."""

@@ -5,7 +5,7 @@ Config ``type`` names and the names listed under ``loss``, ``metrics`` and
 naming the registry and every valid name instead of a bare ``AttributeError``.
 
 Each registry is an explicit, fixed table built where it is defined (``model.registry``,
-``data_loader.registry``, ``trainer.optim``, ``utils.visualization``...), so importing
+``data_loader.registry``, ``base.optim``, ``utils.visualization``...), so importing
 that one module gives the complete registry. A name outside the table that contains a
 dot (``package.module.Name``) is imported instead: a new network, loss or dataset can
 live outside this code base.
