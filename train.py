@@ -4,24 +4,22 @@
     python train.py --config configs/synthetic-keypoints/smallnet-16d-dve.json
     python train.py --config C --dry-run
     python train.py --resume saved/models/<name>/<run>/checkpoint-epoch5.pth
-    python train.py --config C --set finetune_from=celeba-smallnet-64d-dve
+    torchrun --nproc_per_node=2 train.py --config C     (one process per device)
 
-A start checks the whole config first (``trainer.builders.check_run_config``: all that
-``--dry-run`` does, the fit of the ``--resume`` or ``finetune_from`` weights included),
-then builds every part and reads the data (``trainer.run_setup``); only then is the run
-folder created, so a start that fails leaves nothing behind, and a new run that stops
-before its first checkpoint removes its folders again.
+A start checks the whole config (``--dry-run`` does only that), then builds every part and
+reads the data (``trainer.run_setup``); only then is the run folder created, so a start
+that fails leaves nothing behind.
 """
 import argparse
 import logging
 import sys
 
-import torch
-
 from trainer.embedding_task import train_embedding
 from trainer.regression_task import train_keypoint_regressor
 from trainer.run_config import resolve_run
-from trainer.run_setup import MINI_TRAIN_BATCHES
+from trainer.run_setup import MINI_TRAIN_BATCHES, log_seed_summary
+from utils.distributed import (process_group_from_environment, start_process_group,
+                               stop_process_group)
 from utils.errors import USER_ERRORS, report_user_error
 from utils.logging_setup import close_run_log, hold_run_log, setup_logging
 from utils.provenance import run_provenance
@@ -61,19 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def log_seed_summary(seeds, results) -> None:
-    """Mean and standard deviation over seeds of each final figure of the runs."""
-    keys = ("inter_ocular_error",) if "inter_ocular_error" in results[0] else (
-        "same_identity", "different_identity")
-    for key in [k for k in keys if k in results[0]]:
-        values = torch.tensor([r[key] for r in results], dtype=torch.float64)
-        _logger.info("%s over seeds %s: %.4f +/- %.4f", key, seeds, values.mean().item(),
-                     values.std().item())
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
+    setup_logging(verbosity=2 if process_group_from_environment().is_main else 0)
     hold_run_log()  # what is logged before the run folder exists goes to its info.log
     try:
         run = resolve_run(args)
@@ -84,16 +72,18 @@ def main(argv=None) -> int:
                 print(f"  missing on this machine: {item}")
             return 0
         task = train_keypoint_regressor if "keypoint_regressor" in run.config else train_embedding
+        start_process_group(run.group, run.device)
         results = [task(run.config_for(seed), run.path, args, run.device, seed, run.state,
                         run.summary["finetune_checkpoint"],
-                        run_provenance(run.device, "train.py", args.argv))
+                        run_provenance(run.device, "train.py", args.argv, run.group), run.group)
                    for seed in run.seeds]
-        if len(results) > 1:
+        if len(results) > 1 and run.group.is_main:
             log_seed_summary(run.seeds, results)
     except USER_ERRORS as err:
         return report_user_error(_logger, err)
     finally:
         close_run_log()
+        stop_process_group()
     return 0
 
 

@@ -19,7 +19,9 @@ from base.optim import apply_changed_settings, group_settings, resume_changes
 from base.run_settings import RunContext, TrainingSchedule
 from utils.checkpoint import load_weights_into, save_checkpoint
 from utils.config_values import parse_monitor
+from utils.distributed import process_seed, sum_over_processes, unwrapped
 from utils.errors import UserError
+from utils.mixed_precision import MixedPrecision, float32_outputs
 
 _logger = logging.getLogger(__name__)
 
@@ -36,9 +38,13 @@ class BaseTrainer:
         loss_fn: ``(outputs, meta) -> scalar`` tensor (loss arguments already bound).
         schedule: ``TrainingSchedule`` (epochs, checkpoints, monitor, run limits).
         run: ``RunContext`` (device, seed, the config stored in checkpoints, run folder,
-            TensorBoard writer, loader generator). The augmentation generator is seeded
-            with ``run.seed``; its state and the loader generator's go into every
-            checkpoint, so ``--resume`` continues exactly.
+            TensorBoard writer, loader generator, process group, mixed precision). The
+            augmentation generator is seeded with ``run.seed``; its state and the loader
+            generator's go into every checkpoint, so ``--resume`` continues exactly. Under
+            ``torchrun`` each process reseeds it every epoch (``utils.distributed.
+            process_seed``) and the loaders' distributed samplers shuffle from the seed
+            and the epoch, so a resumed run also continues exactly; only rank 0 writes
+            checkpoints.
     """
 
     def __init__(self, model: nn.Module, optimizer, lr_scheduler, loss_fn: Callable,
@@ -49,14 +55,18 @@ class BaseTrainer:
         self.loss_fn = loss_fn
         self.schedule = schedule
         self.config, self.config_path = run.config, run.config_path
-        self.device, self.model_dir, self.writer = run.device, Path(run.model_dir), run.writer
+        self.device, self.writer = run.device, run.writer
+        self.model_dir = Path(run.model_dir) if run.model_dir is not None else None
         self.epochs, self.max_batches = schedule.epochs, schedule.max_batches
         self.monitor_mode, self.monitor_key = parse_monitor(schedule.monitor, run.config_path)
         self.monitor_best = math.inf if self.monitor_mode == "min" else -math.inf
         self.start_epoch = 1
         self.last_checkpoint: Optional[Path] = None
+        self.seed, self.group = run.seed, run.group
         self.augment_generator = torch.Generator(device=run.device).manual_seed(run.seed)
         self.loader_generator = run.loader_generator
+        self.precision = MixedPrecision(run.amp, run.device)
+        self.memory_format = torch.channels_last if run.channels_last else torch.contiguous_format
         self.global_step = 0
 
     # -- hooks for subclasses -------------------------------------------------------
@@ -67,8 +77,9 @@ class BaseTrainer:
         return {}
 
     def extra_state(self) -> Dict[str, Any]:
-        """Additional checkpoint entries: the random generators' states."""
-        state = {"augment_rng": self.augment_generator.get_state()}
+        """Additional checkpoint entries: the random generators' states (and the fp16
+        gradient scaler's)."""
+        state = {"augment_rng": self.augment_generator.get_state(), **self.precision.state_dict()}
         if self.loader_generator is not None:
             state["loader_rng"] = self.loader_generator.get_state()
         return state
@@ -78,6 +89,7 @@ class BaseTrainer:
             self.augment_generator.set_state(state["augment_rng"].cpu())
         if self.loader_generator is not None and "loader_rng" in state:
             self.loader_generator.set_state(state["loader_rng"].cpu())
+        self.precision.load_state_dict(state)
 
     # -- helpers of the subclasses' epochs ----------------------------------------------
     def num_batches(self, loader: DataLoader) -> int:
@@ -88,15 +100,33 @@ class BaseTrainer:
         return itertools.islice(enumerate(loader), self.num_batches(loader))
 
     def progress(self, loader: DataLoader, epoch: int) -> tqdm:
-        """``batches`` of a training epoch under a progress bar."""
+        """``batches`` of a training epoch under a progress bar (rank 0 only). Under
+        ``torchrun`` the loader's distributed sampler and the augmentation stream are set
+        to ``epoch`` first."""
+        if self.group.distributed:
+            if hasattr(loader.sampler, "set_epoch"):
+                loader.sampler.set_epoch(epoch)
+            self.augment_generator.manual_seed(process_seed(self.seed, self.group, epoch))
         return tqdm(self.batches(loader), total=self.num_batches(loader),
-                    desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True)
+                    desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True,
+                    disable=not self.group.is_main or None)
+
+    def network_input(self, images: Tensor) -> Tensor:
+        """A (B, 3, H, W) batch in the configured memory format (``channels_last``)."""
+        return images.contiguous(memory_format=self.memory_format)
+
+    def summed(self, values: Dict[str, float]) -> Dict[str, float]:
+        """``values`` (an epoch's sums and counts) summed over the ``torchrun`` processes;
+        one process: as they are."""
+        return sum_over_processes(values, self.group)
 
     def compute_loss(self, outputs, meta: dict, epoch: int, batch_index: int,
                      split: str = "training") -> Tensor:
         """The configured loss of one batch (``batch_index`` within the ``split`` pass of
-        ``epoch``); a NaN or infinite value raises :class:`NonFiniteLossError`."""
-        loss = self.loss_fn(outputs, meta)
+        ``epoch``), in float32 outside autocast; a NaN or infinite value raises
+        :class:`NonFiniteLossError`."""
+        with self.precision.full_precision():
+            loss = self.loss_fn(float32_outputs(outputs), meta)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"epoch {epoch}, {split} batch index {batch_index}: the loss {self.config['loss']} "
@@ -109,8 +139,7 @@ class BaseTrainer:
     def optimize(self, loss: Tensor) -> float:
         """One optimizer step on ``loss``, logged to TensorBoard; -> its value."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.precision.step(loss, self.optimizer)
         value = loss.item()
         if self.writer is not None:
             self.writer.add_scalar("train/loss", value, self.global_step)
@@ -168,7 +197,7 @@ class BaseTrainer:
 
     # -- checkpoints ----------------------------------------------------------------
     def checkpoint_state(self, epoch: int) -> Dict[str, Any]:
-        model = self.model.module if isinstance(self.model, nn.DataParallel) else self.model
+        model = unwrapped(self.model)
         return {
             "arch": type(model).__name__,
             "epoch": epoch,
@@ -181,7 +210,10 @@ class BaseTrainer:
             **self.extra_state(),
         }
 
-    def save(self, epoch: int, filename: str) -> Path:
+    def save(self, epoch: int, filename: str) -> Optional[Path]:
+        """Write ``model_dir / filename`` (rank 0 only; other processes return None)."""
+        if not self.group.is_main:
+            return None
         path = save_checkpoint(self.checkpoint_state(epoch), self.model_dir / filename)
         _logger.info("saved %s", path)
         if filename.startswith("checkpoint-"):

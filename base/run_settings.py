@@ -6,6 +6,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from utils.distributed import SINGLE_PROCESS, ProcessGroup
+
 
 @dataclass(frozen=True)
 class TrainingSchedule:
@@ -33,15 +35,23 @@ class RunContext:
     device: where the model and batches live.
     seed: seeds the trainer's on-device augmentation generator.
     config: the resolved config, stored in every checkpoint (with ``config_path``).
-    model_dir: the folder of ``checkpoint-epoch<N>.pth`` and ``model_best.pth``.
+    model_dir: the folder of ``checkpoint-epoch<N>.pth`` and ``model_best.pth`` (None in
+        the processes other than rank 0, which write nothing).
     writer: a TensorBoard ``SummaryWriter``, or None.
     loader_generator: the training loader's shuffling generator, or None; its state goes
         into every checkpoint, so ``--resume`` continues the same order.
+    group: this process among the ``torchrun`` processes (``utils.distributed``); only
+        rank 0 writes checkpoints.
+    amp: the config's ``amp`` (``utils.mixed_precision``): "bf16", "fp16" or False.
+    channels_last: the convolutions' inputs in channels-last memory format.
     """
     device: torch.device
     seed: int
     config: Dict[str, Any]
     config_path: str
-    model_dir: Path
+    model_dir: Optional[Path]
     writer: Any = None
     loader_generator: Optional[torch.Generator] = None
+    group: ProcessGroup = SINGLE_PROCESS
+    amp: Any = False
+    channels_last: bool = False

@@ -91,9 +91,19 @@ REGISTRY_NOTES = {
 KEY_MEANINGS = {
     "name": "the experiment folder under `models/` and `log/` (default: `<config folder>-"
             "<config stem>`, e.g. `synthetic-smallnet-16d-dve`); this project's addition",
-    "n_gpu": "more than 1: DataParallel over that many CUDA devices",
+    "n_gpu": "more than 1, one process: DataParallel over that many CUDA devices (under "
+             "torchrun, one device per process and this is not used)",
     "batch_size": "image pairs per batch for an embedding; images per batch for a regressor "
-                  "(its validation uses 32)",
+                  "(its validation uses 32); under torchrun the global batch, divided over "
+                  "the processes",
+    "amp": "mixed precision of the forward pass: \"bf16\", \"fp16\" (with a gradient "
+           "scaler) or false; losses stay float32 (docs/scaling.md)",
+    "channels_last": "the networks and their input batches in channels-last memory format",
+    "compile": "run the embedding network through torch.compile (embedding runs)",
+    "sync_batchnorm": "under torchrun on CUDA: batch-norm statistics over all processes",
+    "cache_images": "read the dataset from a decoded uint8 image cache, built once "
+                    "(misc/build_cache.py builds it ahead)",
+    "cache_dir": "where the image caches live (default saved/image_cache)",
     "bias_lr": "learning rate of the conv biases, in their own parameter group",
     "arch": "the network, `{type, args}` (registry below)",
     "dataset": "the dataset, `{type, args}` (registry below)",

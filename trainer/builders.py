@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from base.optim import build_optimizer, build_scheduler, check_optimizer_settings
+from data_loader.image_cache import DEFAULT_CACHE_DIR, cached
 from data_loader.registry import DATASETS, WARPERS
 from model.frozen_embedding import keypoint_regression_model
 from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
@@ -114,7 +115,9 @@ def resolve_dataset(config: Dict[str, Any], path) -> Callable:
 def build_dataset(config: Dict[str, Any], path, train: bool,
                   overrides: Optional[Dict[str, Any]] = None,
                   where_accepted: Optional[Dict[str, Any]] = None):
-    """The config's dataset, ``train`` or evaluation split.
+    """The config's dataset, ``train`` or evaluation split; with ``cache_images``, read
+    from its image cache under ``cache_dir`` (``data_loader.image_cache``, built first
+    when absent or stale).
 
     ``overrides`` replace config args (every dataset type takes them: a key the
     constructor lacks raises ``TypeError``, a programming error); ``where_accepted``
@@ -129,7 +132,11 @@ def build_dataset(config: Dict[str, Any], path, train: bool,
     args.update(overrides or {})
     args.update({k: v for k, v in (where_accepted or {}).items() if k in accepted})
     with as_config_error(path, f"dataset {config['dataset']['type']}"):
-        return constructor(train=train, **args)
+        dataset = constructor(train=train, **args)
+    if not config.get("cache_images"):
+        return dataset
+    return cached(dataset, config["dataset"]["type"], args, train,
+                  config.get("cache_dir", DEFAULT_CACHE_DIR), config["trainer"].get("num_workers"))
 
 
 def dataset_geometry(config: Dict[str, Any], path) -> Dict[str, Optional[int]]:
@@ -281,6 +288,9 @@ def check_run_config(config: Dict[str, Any], path, resume: Optional[str] = None,
     if "warper" in config or warped_pairs:  # warped pairs need one
         build_warper(config, path)
     check_monitor(config, path)
+    if config.get("compile") and "keypoint_regressor" in config:
+        raise ConfigError(f"{path}: compile applies to embedding runs (a regressor's frozen "
+                          f"embedding and head run separately); remove it")
     log_ignored_keys(config, path)
     arch = config["arch"]["type"]
     if "keypoint_regressor" in config:

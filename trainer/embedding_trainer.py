@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from base.base_trainer import BaseTrainer
 from trainer.method import EmbeddingMethod
+from utils.distributed import unwrapped
 
 _logger = logging.getLogger(__name__)
 
@@ -44,22 +45,28 @@ class EmbeddingTrainer(BaseTrainer):
         progress = self.progress(self.train_loader, epoch)
         for batch_index, batch in progress:
             inputs = self.method.views(batch, self.device, self.augment_generator, train=True)
-            value = self.optimize(self.compute_loss(self.model(inputs["data"]), inputs["meta"],
-                                                    epoch, batch_index))
-            self.method.after_step(self.model)
+            with self.precision.autocast():
+                outputs = self.model(self.network_input(inputs["data"]))
+            value = self.optimize(self.compute_loss(outputs, inputs["meta"], epoch, batch_index))
+            self.method.after_step(unwrapped(self.model))
             total, count = total + value, count + 1
             pairs += batch["data"].shape[0]  # loader images: one pair each for WarpedPairs
             rate = pairs / max(time.perf_counter() - start, 1e-9)
             progress.set_postfix(loss=f"{value:.4f}", pairs_per_s=f"{rate:.1f}")
         elapsed = time.perf_counter() - start
-        _logger.info("epoch %d: %d batches, %.1f pairs/s", epoch, count, pairs / max(elapsed, 1e-9))
-        return {"loss": total / max(count, 1), "pairs_per_s": pairs / max(elapsed, 1e-9),
+        sums = self.summed({"loss": total, "batches": count, "pairs": pairs})
+        _logger.info("epoch %d: %d batches, %.1f pairs/s", epoch, count,
+                     sums["pairs"] / max(elapsed, 1e-9))
+        return {"loss": sums["loss"] / max(sums["batches"], 1),
+                "pairs_per_s": sums["pairs"] / max(elapsed, 1e-9),
                 "lr": self.optimizer.param_groups[-1]["lr"]}
 
     @torch.no_grad()
     def valid_epoch(self, epoch: int) -> Dict[str, float]:
         """Validation loss with warps seeded at 0 on every pass (the original's protocol);
-        the training generators are untouched."""
+        the training generators are untouched. Under ``torchrun`` every process runs the
+        whole (small) validation split on its unwrapped copy of the same weights, so all
+        take the same monitor and early-stop decisions without communicating."""
         if self.valid_loader is None:
             return {}
         self.model.eval()
@@ -67,7 +74,8 @@ class EmbeddingTrainer(BaseTrainer):
         total, count = 0.0, 0
         for batch_index, batch in self.batches(self.valid_loader):
             inputs = self.method.views(batch, self.device, generator, train=False)
-            outputs = self.model(inputs["data"])
+            with self.precision.autocast():
+                outputs = unwrapped(self.model)(self.network_input(inputs["data"]))
             loss = self.compute_loss(outputs, inputs["meta"], epoch, batch_index, "validation")
             total, count = total + loss.item(), count + 1
             if batch_index == 0 and self.writer is not None:

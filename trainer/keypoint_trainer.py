@@ -16,18 +16,23 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from base.base_trainer import BaseTrainer
+from data_loader.loaders import make_loader
 from model.keypoint_metrics import inter_ocular_errors
 from trainer.descriptor_cache import DescriptorCache
+from utils.distributed import SINGLE_PROCESS, ProcessGroup, unwrapped, wrap_for_training
+from utils.mixed_precision import float32_outputs
 
 _logger = logging.getLogger(__name__)
 
 
 def index_loader(num_items: int, batch_size: int, train: bool,
-                 generator: Optional[torch.Generator] = None) -> DataLoader:
+                 generator: Optional[torch.Generator] = None,
+                 group: ProcessGroup = SINGLE_PROCESS, seed: int = 0) -> DataLoader:
     """Batches of indices into a cache, in the order a ``make_loader`` loader of the same
-    length, batch size and generator visits its dataset (same sampler, same draws)."""
-    return DataLoader(range(num_items), batch_size=batch_size, shuffle=train, drop_last=train,
-                      num_workers=0, generator=generator if train else None)
+    length, batch size, generator and process group visits its dataset (same sampler,
+    same draws)."""
+    return make_loader(range(num_items), batch_size, train, torch.device("cpu"), 0, generator,
+                       group, seed)
 
 
 class KeypointTrainer(BaseTrainer):
@@ -60,7 +65,9 @@ class KeypointTrainer(BaseTrainer):
         self.train_cache, self.valid_cache = train_cache, valid_cache
         self.visualizations = list(visualizations)
         self.keypoint_visualizations = list(keypoint_visualizations)
-        self.embedding, self.head = self.model[0], self.model[1:]
+        self.embedding = self.model[0]
+        # under torchrun the trained head averages its gradients over the processes
+        self.head = wrap_for_training(self.model[1:], self.group, self.device)
         self.last_valid_errors: Optional[Tensor] = None
 
     @staticmethod
@@ -70,8 +77,9 @@ class KeypointTrainer(BaseTrainer):
                 | {f"val_{name}" for name in metric_names})
 
     def forward_batch(self, batch, cache: Optional[DescriptorCache], pipeline,
-                      generator: Optional[torch.Generator]):
-        """-> (outputs (pred, intermediate), meta, images or None, descriptors)."""
+                      generator: Optional[torch.Generator], train: bool = True):
+        """-> (outputs (pred, intermediate) in float32, meta, images or None, descriptors);
+        ``train``: through the (distributed) training head, else its unwrapped copy."""
         if cache is not None:
             indices = batch  # (B,) indices into the cache
             feats = cache.feats[indices].to(self.device, non_blocking=True)  # (B, C, H, W)
@@ -80,9 +88,13 @@ class KeypointTrainer(BaseTrainer):
             images = None
         else:
             inputs = pipeline(batch, self.device, generator)
-            feats = self.embedding(inputs["data"])  # (B, C, H, W), no gradient
+            with self.precision.autocast():
+                feats = self.embedding(self.network_input(inputs["data"]))  # (B, C, H, W)
             meta, images = inputs["meta"], inputs["data"]
-        return self.head(feats), meta, images, feats
+        head = self.head if train else unwrapped(self.head)
+        with self.precision.autocast():
+            outputs = head(feats)
+        return float32_outputs(outputs), meta, images, feats
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         self.model.train()  # the FrozenEmbedding keeps its batch norm in eval mode
@@ -100,10 +112,12 @@ class KeypointTrainer(BaseTrainer):
             images_seen, batches_seen = images_seen + count, batches_seen + 1
             progress.set_postfix(loss=f"{value:.4f}")
         elapsed = max(time.perf_counter() - start, 1e-9)
-        log = {"loss": sums.get("loss", math.nan) / max(batches_seen, 1)}
-        log.update({name: sums[name] / max(images_seen, 1)
+        sums = self.summed({**sums, "images": images_seen, "batches": batches_seen})
+        log = {"loss": sums.get("loss", math.nan) / max(sums["batches"], 1)}
+        log.update({name: sums[name] / max(sums["images"], 1)
                     for name in self.metrics if name in sums})
-        log.update({"images_per_s": images_seen / elapsed, "lr": self.optimizer.param_groups[-1]["lr"]})
+        log.update({"images_per_s": sums["images"] / elapsed,
+                    "lr": self.optimizer.param_groups[-1]["lr"]})
         return log
 
     @staticmethod
@@ -123,7 +137,7 @@ class KeypointTrainer(BaseTrainer):
         batches_seen = 0
         for batch_index, batch in self.batches(self.valid_loader):
             outputs, meta, images, feats = self.forward_batch(
-                batch, self.valid_cache, self.valid_pipeline, generator)
+                batch, self.valid_cache, self.valid_pipeline, generator, train=False)
             loss = self.compute_loss(outputs, meta, epoch, batch_index, "validation")
             self._accumulate(sums, "val_loss", loss.item(), 1)
             for name, metric in self.metrics.items():

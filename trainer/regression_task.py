@@ -25,6 +25,7 @@ from trainer.run_setup import (VALID_BATCH, PreparedRun, check_batch_size, data_
                                trainer_arguments, train_prepared)
 from utils.checkpoint import load_weights_into
 from utils.config import as_config_error
+from utils.distributed import SINGLE_PROCESS, ProcessGroup
 from utils.error_curve import write_error_report
 from utils.logging_setup import hold_run_log
 from utils.registry import ConfigError
@@ -44,13 +45,17 @@ def keypoint_pipeline(config, config_path, dataset, train: bool):
 
 
 def prepare_regressor(config, config_path, args, device, seed: int,
-                      finetune_checkpoint=None) -> PreparedRun:
+                      finetune_checkpoint=None, group: ProcessGroup = SINGLE_PROCESS
+                      ) -> PreparedRun:
     """Seed, then build the regression run's model (frozen ``finetune_from`` embedding;
     ``finetune_checkpoint``: see :func:`finetune`), datasets, pipelines and loaders, and
-    the descriptor cache when configured."""
+    the descriptor cache when configured. Under ``torchrun`` (``group``) every process
+    caches the whole split and trains on its shard."""
     hold_run_log()
     torch.manual_seed(seed)
     model = build_model(config, config_path).to(device)
+    if config["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
     finetune(embedding_part(model, config), config, args, device, finetune_checkpoint)
     train_set = build_dataset(config, config_path, train=True)
     valid_set = build_dataset(config, config_path, train=False)
@@ -68,14 +73,15 @@ def prepare_regressor(config, config_path, args, device, seed: int,
         caches = cache_splits(model[0], make_loader(train_set, CACHE_BATCH, False, device, workers),
                               make_loader(valid_set, CACHE_BATCH, False, device, workers),
                               train_pipeline, valid_pipeline, device, seed, config_path)
-        train_loader = index_loader(len(train_set), config["batch_size"], True, loader_generator)
+        train_loader = index_loader(len(train_set), config["batch_size"], True, loader_generator,
+                                    group, seed)
         valid_loader = index_loader(len(valid_set), VALID_BATCH, False)
     else:
         train_loader = make_loader(train_set, config["batch_size"], True, device, workers,
-                                   loader_generator)
+                                   loader_generator, group, seed)
         valid_loader = make_loader(valid_set, VALID_BATCH, False, device, workers)
     trainer_args, run_values = trainer_arguments(config, config_path, args, device, model,
-                                                 seed, loader_generator)
+                                                 seed, loader_generator, group)
     trainer_args.update(
         loss_fn=functools.partial(resolve_loss(config, config_path), **config["loss_args"]),
         metrics=resolve_metrics(config, config_path), train_loader=train_loader,
@@ -87,13 +93,18 @@ def prepare_regressor(config, config_path, args, device, seed: int,
 
 
 def train_keypoint_regressor(config, config_path, args, device, seed: int, state,
-                             finetune_checkpoint, provenance=None) -> dict:
+                             finetune_checkpoint, provenance=None,
+                             group: ProcessGroup = SINGLE_PROCESS) -> dict:
     """A landmark regressor on the frozen (``finetune_from``) embedding of the resolved
     ``config``; ends by writing ``keypoints.json`` and the error curve of the last
-    validation pass (returns the report). ``provenance``: see ``train_embedding``."""
-    prepared = prepare_regressor(config, config_path, args, device, seed, finetune_checkpoint)
+    validation pass (returns the report; {} in the ``torchrun`` processes other than
+    rank 0). ``provenance``: see ``train_embedding``."""
+    prepared = prepare_regressor(config, config_path, args, device, seed, finetune_checkpoint,
+                                 group)
     trainer, model_dir = train_prepared(prepared, KeypointTrainer, config, config_path, args,
                                         device, seed, state, provenance)
+    if not group.is_main:
+        return {}
     if trainer.last_valid_errors is None:
         raise ConfigError(f"{config_path}: the validation split of {config['dataset']['type']} "
                           f"gave no batch, so there is no error to report; check dataset.args")

@@ -39,12 +39,16 @@ from utils.checkpoint_search import require_checkpoint
 from utils.config import apply_overrides, experiment_name, load_config
 from utils.config_values import check_values
 from utils.device import resolve_device
+from utils.distributed import (SINGLE_PROCESS, ProcessGroup, process_device,
+                               process_group_from_environment)
 from utils.registry import ConfigError, Registry
 
 _logger = logging.getLogger(__name__)
 DEFAULT_SEED = 0
 RUN_DEFAULTS = {"n_gpu": 1, "bias_lr": None, "loss_args": {}, "metrics": [],
-                "visualizations": [], "finetune_from": None}
+                "visualizations": [], "finetune_from": None, "amp": False,
+                "channels_last": False, "compile": False, "sync_batchnorm": False,
+                "cache_images": False, "cache_dir": "saved/image_cache"}
 REGRESSOR_DEFAULTS = {"keypoint_regressor_upsample": False, "warp_val": True,
                       "cache_descriptors": False, "restrict_annos": None}
 TRAINER_DEFAULTS = {"save_dir": "saved/", "save_period": 1, "verbosity": 2, "monitor": "off",
@@ -187,6 +191,7 @@ class ResolvedRun:
     state: the ``--resume`` checkpoint as read, or None.
     device: where the run trains.
     seeds: one run each (``--seeds``, else the config's ``seed``, else 0).
+    group: this process among the ``torchrun`` processes (``utils.distributed``).
     summary: ``trainer.builders.check_run_config``'s (``arch``, ``parameters``,
         ``missing`` inputs, ``finetune_checkpoint``).
     """
@@ -196,6 +201,7 @@ class ResolvedRun:
     device: torch.device
     seeds: List[int]
     summary: Dict[str, Any]
+    group: ProcessGroup = SINGLE_PROCESS
 
     def config_for(self, seed: int) -> Dict[str, Any]:
         """The config a run with ``seed`` writes to its ``config.json``."""
@@ -244,7 +250,8 @@ def resolve_run(args) -> ResolvedRun:
         require_resumable(state, args.resume)
     config, path = read_config(args.config, state if not args.config else None, args.resume,
                                command_line_overrides(args))
-    device = resolve_device(args.device)
+    group = process_group_from_environment()
+    device = process_device(resolve_device(args.device), group)
     summary = check_run_config(config, path, args.resume, state)
     config = resolve_defaults(config, path)
     seeds = resolve_seeds(args.seeds, config, path)
@@ -252,7 +259,7 @@ def resolve_run(args) -> ResolvedRun:
         if len(seeds) > 1:
             raise ConfigError(f"--resume continues one run; drop --seeds {args.seeds}")
         check_resume(state, config, path, args.resume)
-    return ResolvedRun(config, Path(path), state, device, seeds, summary)
+    return ResolvedRun(config, Path(path), state, device, seeds, summary, group)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from base.run_settings import RunContext, TrainingSchedule
 from trainer.builders import load_finetune_weights, resolve_visualizations
 from utils.checkpoint_search import require_checkpoint
 from utils.config import run_directories
+from utils.distributed import SINGLE_PROCESS, ProcessGroup, wrap_for_training
 from utils.logging_setup import close_run_log, setup_logging
 from utils.provenance import record_start
 from utils.registry import ConfigError
@@ -59,13 +60,34 @@ class PreparedRun:
                                             **self.run_values), **self.trainer_args)
 
 
+def training_network(network: nn.Module, config, device: torch.device,
+                     group: ProcessGroup) -> nn.Module:
+    """The module the trainer runs: ``network`` in channels-last memory format when the
+    config says so, then under ``torchrun`` in ``DistributedDataParallel`` (with
+    ``sync_batchnorm``), else ``DataParallel`` for an old config's ``n_gpu`` (one
+    process); compiled with ``torch.compile`` when ``compile`` is true."""
+    if config["channels_last"]:
+        network = network.to(memory_format=torch.channels_last)
+    if group.distributed:
+        if config["n_gpu"] > 1:
+            _logger.info("n_gpu %d is not used under torchrun: one device per process "
+                         "(--nproc_per_node sets how many)", config["n_gpu"])
+        network = wrap_for_training(network, group, device, config["sync_batchnorm"])
+    else:
+        network = parallelize(network, config["n_gpu"], device)
+    return torch.compile(network) if config["compile"] else network
+
+
 def parallelize(network: nn.Module, n_gpu: int, device: torch.device) -> nn.Module:
-    """``n_gpu`` > 1 on CUDA: DataParallel over the first ``n_gpu`` devices (the loss then
-    sees the whole gathered batch, so the DVE auxiliary is the next pair of the batch,
-    not of the device shard as in the original)."""
+    """``n_gpu`` > 1 on CUDA, one process: DataParallel over the first ``n_gpu`` devices
+    (the loss then sees the whole gathered batch, so the DVE auxiliary is the next pair of
+    the batch, not of the device shard as in the original; ``torchrun`` keeps it per
+    process). A note says how to launch with torchrun instead."""
     available = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_gpu and n_gpu > 1 and available > 1:
-        _logger.info("DataParallel over %d GPUs", min(n_gpu, available))
+        _logger.info("DataParallel over %d GPUs (n_gpu); torchrun --nproc_per_node=%d "
+                     "train.py ... runs one process per GPU instead", min(n_gpu, available),
+                     min(n_gpu, available))
         return nn.DataParallel(network, device_ids=list(range(min(n_gpu, available))))
     return network
 
@@ -110,6 +132,16 @@ def log_splits(config, train_set, valid_set) -> None:
                  len(train_set), len(valid_set))
 
 
+def log_seed_summary(seeds, results) -> None:
+    """Mean and standard deviation over seeds of each final figure of the runs."""
+    keys = ("inter_ocular_error",) if "inter_ocular_error" in results[0] else (
+        "same_identity", "different_identity")
+    for key in [k for k in keys if k in results[0]]:
+        values = torch.tensor([r[key] for r in results], dtype=torch.float64)
+        _logger.info("%s over seeds %s: %.4f +/- %.4f", key, seeds, values.mean().item(),
+                     values.std().item())
+
+
 def training_schedule(config, args) -> TrainingSchedule:
     """The resolved config's ``trainer`` block with ``--train_single_epoch`` and
     ``--mini_train``."""
@@ -122,7 +154,8 @@ def training_schedule(config, args) -> TrainingSchedule:
 
 
 def trainer_arguments(config, config_path, args, device, model, seed: int,
-                      loader_generator) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+                      loader_generator, group: ProcessGroup = SINGLE_PROCESS
+                      ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """(the ``BaseTrainer`` arguments both trainers take but ``loss_fn`` and ``run``:
     optimizer and scheduler of ``model``, schedule, visualizations; the ``RunContext``
     values but ``model_dir`` and ``writer``)."""
@@ -132,7 +165,8 @@ def trainer_arguments(config, config_path, args, device, model, seed: int,
                         schedule=training_schedule(config, args),
                         visualizations=resolve_visualizations(config, config_path))
     run_values = dict(device=device, seed=seed, config=config, config_path=str(config_path),
-                      loader_generator=loader_generator)
+                      loader_generator=loader_generator, group=group, amp=config["amp"],
+                      channels_last=config["channels_last"])
     return trainer_args, run_values
 
 
@@ -141,8 +175,9 @@ def train_prepared(prepared: PreparedRun, trainer_class, config, config_path, ar
     """Create the run folder (``start_run``, with ``provenance``), build ``trainer_class``
     from ``prepared``, resume from ``args.resume`` (its checkpoint ``state`` as read) if
     asked, and train; -> (the trainer, the run folder)."""
-    with start_run(config, config_path, args.resume, device, seed,
-                   provenance) as (model_dir, writer):
+    main = prepared.run_values["group"].is_main
+    with start_run(config, config_path, args.resume, device, seed, provenance,
+                   main) as (model_dir, writer):
         trainer = prepared.trainer(trainer_class, model_dir, writer)
         if args.resume:
             trainer.resume(args.resume, state)
@@ -174,7 +209,8 @@ def remove_created(folder: Path, top: Path) -> None:
 
 @contextmanager
 def start_run(config, config_path, resume: Optional[str], device, seed: int,
-              provenance: Optional[Dict[str, Any]] = None) -> Iterator[Tuple[Path, Any]]:
+              provenance: Optional[Dict[str, Any]] = None,
+              main: bool = True) -> Iterator[Tuple[Optional[Path], Any]]:
     """Create the run folders (``resume``: the checkpoint's run), log to them, write the
     config that runs as ``config.json`` and append ``provenance`` (``utils.provenance``)
     to ``provenance.json``; yields (model dir, TensorBoard writer or None) and closes the
@@ -183,8 +219,13 @@ def start_run(config, config_path, resume: Optional[str], device, seed: int,
     A new run that stops with an exception before its first checkpoint (no ``*.pth`` in
     its folder) leaves nothing behind: the writer and ``info.log`` are closed, the run
     and log folders (and the parents this start created) removed, and one line says so.
-    A resumed run, or one that wrote a checkpoint, keeps everything.
+    A resumed run, or one that wrote a checkpoint, keeps everything. A process other
+    than rank 0 (``main`` False) creates nothing, logs warnings only and yields
+    (None, None).
     """
+    if not main:
+        yield None, None
+        return
     run_id = Path(resume).parent.name if resume else None
     model_dir, log_dir = run_directories(config, config_path, run_id)
     created = {} if resume else {model_dir: topmost_missing(model_dir),

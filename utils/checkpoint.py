@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from utils.distributed import unwrapped
 from utils.errors import UserError
 from utils.released_checkpoint import ForbiddenPickleError, load_released_checkpoint
 
@@ -235,7 +236,8 @@ def load_weights_into(network: nn.Module, path, device, source: str = "checkpoin
     """Load the weights of checkpoint ``path`` (ours or released) into ``network``.
 
     Args:
-        network: the module to fill (a ``DataParallel`` is unwrapped).
+        network: the module to fill (``DataParallel``, ``DistributedDataParallel`` and
+            ``torch.compile`` wrappers are unwrapped).
         path: the checkpoint file.
         device: where its tensors are mapped.
         source: what named the file, for messages (``--resume``, ``finetune_from``).
@@ -247,8 +249,7 @@ def load_weights_into(network: nn.Module, path, device, source: str = "checkpoin
     (the network is left untouched, except when only unexpected names remain after the
     network's load hooks dropped those it ignores).
     """
-    if isinstance(network, nn.DataParallel):
-        network = network.module
+    network = unwrapped(network)
     if state is None:
         state = load_checkpoint(path, map_location=device)
     target = network.state_dict()

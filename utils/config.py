@@ -16,12 +16,15 @@ _logger = logging.getLogger(__name__)
 
 # Top-level keys of the original schema (SPEC section 7) that act here, plus this
 # project's ``name`` (the experiment folder), ``seed`` (the default run seed) and
-# ``method`` (the embedding method, ``trainer.method``).
+# ``method`` (the embedding method, ``trainer.method``), and the speed options ``amp``,
+# ``channels_last``, ``compile``, ``sync_batchnorm``, ``cache_images``, ``cache_dir``
+# (docs/scaling.md).
 KNOWN_KEYS = frozenset({
     "name", "n_gpu", "batch_size", "bias_lr", "arch", "dataset", "warper", "optimizer",
     "loss", "loss_args", "metrics", "visualizations", "lr_scheduler", "trainer",
     "finetune_from", "keypoint_regressor", "keypoint_regressor_upsample",
     "cache_descriptors", "warp_val", "restrict_annos", "seed", "method",
+    "amp", "channels_last", "compile", "sync_batchnorm", "cache_images", "cache_dir",
 })
 # Keys the original configs carry that have no effect here, and why (logged once per run).
 IGNORED_KEYS = {

@@ -24,6 +24,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from utils.distributed import SINGLE_PROCESS, ProcessGroup
+
 PROVENANCE_NAME = "provenance.json"
 CODE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,9 +56,10 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def run_provenance(device: torch.device, script: str, argv: Sequence[str]) -> Dict[str, Any]:
+def run_provenance(device: torch.device, script: str, argv: Sequence[str],
+                   group: ProcessGroup = SINGLE_PROCESS) -> Dict[str, Any]:
     """One ``provenance.json`` entry (module docstring) for ``script`` run with ``argv``
-    on ``device``."""
+    on ``device`` (by each of ``group.world_size`` processes)."""
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
         "command": shlex.join(["python", script, *argv]),
@@ -69,6 +72,7 @@ def run_provenance(device: torch.device, script: str, argv: Sequence[str]) -> Di
         "cudnn": cudnn,
         "device": str(device),
         "device_name": device_name(device),
+        "processes": group.world_size,
         "host": platform.node(),
         "platform": platform.platform(),
         "started": datetime.now().isoformat(timespec="seconds"),
