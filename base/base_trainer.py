@@ -7,6 +7,7 @@ and plain data (``utils.checkpoint``) and are written atomically.
 import itertools
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -154,8 +155,11 @@ class BaseTrainer:
         if self.schedule.max_epochs is not None:
             last_epoch = min(last_epoch, self.start_epoch + self.schedule.max_epochs - 1)
         for epoch in range(self.start_epoch, last_epoch + 1):
+            if self.schedule.lr_step == "epoch_start":
+                self.step_scheduler(epoch)
             log = {"epoch": epoch, **self.train_epoch(epoch)}
-            self.step_scheduler(epoch)
+            if self.schedule.lr_step == "after_epoch":
+                self.step_scheduler(epoch)
             log.update(self.valid_epoch(epoch))
             self.log_epoch(log)
             improved = self.update_monitor(log)
@@ -172,9 +176,18 @@ class BaseTrainer:
         return log
 
     def step_scheduler(self, epoch: int) -> None:
-        """The original called ``scheduler.step(epoch - 1)`` after each 1-based epoch, so a
-        milestone m takes effect from epoch m + 2; stepping from epoch 2 on reproduces it."""
-        if self.lr_scheduler is not None and epoch >= 2:
+        """``after_epoch``: the original called ``scheduler.step(epoch - 1)`` after each
+        1-based epoch, so a milestone m takes effect from epoch m + 2; stepping from epoch
+        2 on reproduces it. ``epoch_start``: one step before every epoch (epoch e trains
+        at step e; PyTorch's warning about a step before the first optimizer step is
+        expected there and silenced)."""
+        if self.lr_scheduler is None:
+            return
+        if self.schedule.lr_step == "epoch_start":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*optimizer.step")
+                self.lr_scheduler.step()
+        elif epoch >= 2:
             self.lr_scheduler.step()
 
     def log_epoch(self, log: Dict[str, float]) -> None:

@@ -19,6 +19,10 @@ class TrainingSchedule:
     early_stop: stop after this many epochs without improvement of ``monitor`` (0: never).
     max_epochs: train at most this many epochs in this process (``--train_single_epoch``).
     max_batches: at most this many batches an epoch (``--mini_train``), or None.
+    lr_step: when the scheduler steps: ``"after_epoch"`` (DVE's original: after every
+        epoch from the second on, ``BaseTrainer.step_scheduler``) or ``"epoch_start"``
+        (before every epoch, so epoch e trains at step e: the contrastive method's code,
+        SPEC-contrastive sections 2 and 4).
     """
     epochs: int
     save_period: int = 1
@@ -26,6 +30,7 @@ class TrainingSchedule:
     early_stop: int = 0
     max_epochs: Optional[int] = None
     max_batches: Optional[int] = None
+    lr_step: str = "after_epoch"
 
 
 @dataclass

@@ -18,6 +18,10 @@ steps:
             the device), forward, loss, backward, optimizer.
   compute   forward + loss + backward + optimizer on one prepared batch, repeated: the
             rate without any data path; full / compute is the cost of the data path.
+  flops     the floating-point operations of one such step per pair, counted by
+            ``torch.utils.flop_counter`` (convolutions and matrix products: what bounds
+            the step on an accelerator), and the hours of the CelebA schedule (100
+            epochs of ``--epoch_pairs`` pairs) at the measured full rate.
 
 Prints a table and writes the figures as JSON. Times are medians over the steps.
 """
@@ -31,6 +35,7 @@ from types import SimpleNamespace
 from typing import Callable, Dict, List
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from trainer.embedding_task import prepare_embedding
 from trainer.run_config import read_config, resolve_defaults
@@ -42,6 +47,7 @@ from utils.mixed_precision import MixedPrecision, float32_outputs
 DEFAULT_CONFIGS = "configs/celeba/smallnet-64d-dve.json,configs/celeba/hourglass-64d-dve.json"
 SYNTHETIC = ["dataset.type=SyntheticFaces", "dataset.args.root=data/synthetic_faces"]
 PARTS = ("data", "pipeline", "forward", "loss", "backward", "optimizer")
+SCHEDULE_EPOCHS = 100  # the paper's CelebA embedding schedule
 
 
 def build_run(config_file: str, device: torch.device, options) -> SimpleNamespace:
@@ -155,20 +161,26 @@ def measure(run, device: torch.device, steps: int, warmup: int) -> Dict[str, flo
             action()
     synchronize(device)
     compute = steps * pairs / (time.perf_counter() - start)
+    with FlopCounterMode(display=False) as counter:
+        for action in train_step(run, inputs, device).values():
+            action()
     result = {"pairs_per_s": full, "compute_pairs_per_s": compute, "batch_size": pairs,
-              "full_over_compute": compute / full}
+              "full_over_compute": compute / full,
+              "gflop_per_pair": counter.get_total_flops() / pairs / 1e9}
     result.update({f"{part}_ms": 1000 * statistics.median(values) for part, values in timed.items()})
     return result
 
 
 def format_table(rows: List[Dict[str, float]]) -> str:
     header = (f"{'config':22s} {'batch':>5s} {'pairs/s':>9s} {'compute':>9s} {'full/comp':>9s} "
-              + " ".join(f"{p + ' ms':>12s}" for p in PARTS))
+              + " ".join(f"{p + ' ms':>12s}" for p in PARTS)
+              + f" {'GFLOP/pair':>10s} {'schedule h':>10s}")
     lines = [header]
     for row in rows:
         lines.append(f"{row['config']:22s} {row['batch_size']:5d} {row['pairs_per_s']:9.1f} "
                      f"{row['compute_pairs_per_s']:9.1f} {row['full_over_compute']:9.2f} "
-                     + " ".join(f"{row[p + '_ms']:12.1f}" for p in PARTS))
+                     + " ".join(f"{row[p + '_ms']:12.1f}" for p in PARTS)
+                     + f" {row['gflop_per_pair']:10.2f} {row['schedule_hours']:10.1f}")
     return "\n".join(lines)
 
 
@@ -187,6 +199,8 @@ def parse_args(argv=None):
     parser.add_argument("--channels_last", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--cache_images", action="store_true")
+    parser.add_argument("--epoch_pairs", type=int, default=160_000,
+                        help="pairs of one CelebA epoch, for the schedule's hours")
     parser.add_argument("--out", default="saved/bench_train.json")
     return parser.parse_args(argv)
 
@@ -198,7 +212,9 @@ def main(argv=None) -> int:
     rows = []
     for config_file in options.configs.split(","):
         run = build_run(config_file, device, options)
-        rows.append({"config": run.name, **measure(run, device, options.steps, options.warmup)})
+        row = {"config": run.name, **measure(run, device, options.steps, options.warmup)}
+        row["schedule_hours"] = SCHEDULE_EPOCHS * options.epoch_pairs / row["pairs_per_s"] / 3600
+        rows.append(row)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, amp {options.amp or 'off'}, channels_last "

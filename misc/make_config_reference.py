@@ -149,6 +149,9 @@ TRAINER_KEY_MEANINGS = {
     "early_stop": "with `monitor` on, stop after this many epochs without improvement (the "
                   "original never stopped early)",
     "tensorboardX": "write TensorBoard events (losses, learning rate, visualizations)",
+    "lr_step": "when the scheduler steps: \"after_epoch\" (DVE's original: after each epoch "
+               "from the second on) or \"epoch_start\" (before each epoch, the contrastive "
+               "method's code)",
     "num_workers": "data-loader processes (default min(4, cores - 1)); this project's addition",
 }
 

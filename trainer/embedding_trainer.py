@@ -46,7 +46,7 @@ class EmbeddingTrainer(BaseTrainer):
         for batch_index, batch in progress:
             inputs = self.method.views(batch, self.device, self.augment_generator, train=True)
             with self.precision.autocast():
-                outputs = self.model(self.network_input(inputs["data"]))
+                outputs = self.method.outputs(self.model, self.network_input(inputs["data"]))
             value = self.optimize(self.compute_loss(outputs, inputs["meta"], epoch, batch_index))
             self.method.after_step(unwrapped(self.model))
             total, count = total + value, count + 1
@@ -75,7 +75,8 @@ class EmbeddingTrainer(BaseTrainer):
         for batch_index, batch in self.batches(self.valid_loader):
             inputs = self.method.views(batch, self.device, generator, train=False)
             with self.precision.autocast():
-                outputs = unwrapped(self.model)(self.network_input(inputs["data"]))
+                outputs = self.method.outputs(unwrapped(self.model),
+                                              self.network_input(inputs["data"]))
             loss = self.compute_loss(outputs, inputs["meta"], epoch, batch_index, "validation")
             total, count = total + loss.item(), count + 1
             if batch_index == 0 and self.writer is not None:

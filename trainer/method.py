@@ -61,6 +61,14 @@ class EmbeddingMethod:
         ``train`` False for validation batches."""
         raise NotImplementedError
 
+    def outputs(self, model: nn.Module, data: Tensor):
+        """The network's outputs for the views' ``data`` (what :meth:`loss` receives and,
+        for validation batches, the visualizations): ``model(data)`` by default, a list
+        whose first entry is the (N, C, h, w) descriptors. ``model`` may be wrapped
+        (``DistributedDataParallel``): call it, do not reach inside, so that gradients
+        are averaged over the processes."""
+        return model(data)
+
     def loss(self, outputs, meta: Dict[str, Any]) -> Tensor:
         """Scalar loss of the network's ``outputs`` (a list of (N, C, h, w) maps) for the
         batch described by ``meta``: the configured loss by default."""

@@ -52,7 +52,8 @@ RUN_DEFAULTS = {"n_gpu": 1, "bias_lr": None, "loss_args": {}, "metrics": [],
 REGRESSOR_DEFAULTS = {"keypoint_regressor_upsample": False, "warp_val": True,
                       "cache_descriptors": False, "restrict_annos": None}
 TRAINER_DEFAULTS = {"save_dir": "saved/", "save_period": 1, "verbosity": 2, "monitor": "off",
-                    "early_stop": 0, "tensorboardX": True, "num_workers": None}
+                    "early_stop": 0, "tensorboardX": True, "num_workers": None,
+                    "lr_step": "after_epoch"}
 # block -> (registry, arguments the code passes itself)
 BLOCK_REGISTRIES = {
     "arch": (NETWORKS, ()),

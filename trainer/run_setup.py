@@ -150,7 +150,8 @@ def training_schedule(config, args) -> TrainingSchedule:
         epochs=int(trainer["epochs"]), save_period=int(trainer["save_period"]),
         monitor=trainer["monitor"], early_stop=int(trainer["early_stop"] or 0),
         max_epochs=1 if args.train_single_epoch else None,
-        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None)
+        max_batches=MINI_TRAIN_BATCHES if args.mini_train else None,
+        lr_step=trainer["lr_step"])
 
 
 def trainer_arguments(config, config_path, args, device, model, seed: int,

@@ -37,10 +37,10 @@ IGNORED_KEYS = {
                                          "keypoint_regressor.args.softargmax_mul is used",
 }
 REQUIRED_KEYS = ("arch", "dataset", "optimizer", "loss", "trainer")
-# ``num_workers`` is this project's addition; the others are the original's.
+# ``num_workers`` and ``lr_step`` are this project's additions; the others are the original's.
 KNOWN_TRAINER_KEYS = frozenset({
     "epochs", "save_dir", "save_period", "verbosity", "monitor", "early_stop",
-    "tensorboardX", "log_dir", "num_workers",
+    "tensorboardX", "log_dir", "num_workers", "lr_step",
 })
 
 

@@ -102,6 +102,8 @@ SETTINGS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "trainer.early_stop": (_optional(_at_least(0)), "an integer >= 0 (epochs without "
                                                     "improvement before stopping) or null"),
     "trainer.tensorboardX": _FLAG,
+    "trainer.lr_step": (lambda v: v in ("after_epoch", "epoch_start"),
+                        "\"after_epoch\" (DVE's) or \"epoch_start\""),
     "trainer.save_dir": _PATH,
     "trainer.log_dir": _PATH,
     "trainer.num_workers": (_optional(_at_least(0)), "an integer >= 0 or null (the default)"),
