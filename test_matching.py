@@ -14,18 +14,20 @@ config.json, see ``utils.model_zoo``) and bare state dicts; a bare state dict ne
 Without ``--eval_data`` the MAFL test set (``MAFLAligned``, test split) is evaluated,
 whatever the config's dataset, as the original script did; its root, imwidth and crop
 come from the config's ``dataset.args`` (SPEC section 6).
+
+``--protocol contrastive`` is the contrastive method's variant (SPEC-contrastive section
+5): the same pairs and matching, warps seeded with 1, pixels scaled by 69/95 instead of
+70/96. Its 96-px hypercolumn with per-layer L2 normalisation is a network setting, e.g.
+``--set arch.args.hypercolumn_size=96 --set arch.args.normalize_layers=true``.
 """
 import argparse
 import logging
 import sys
 from pathlib import Path
 
-import torch
-
-from trainer.builders import build_model, embedding_part
-from trainer.matching_run import DEFAULT_EVAL_DATA, run_matching
-from trainer.run_config import DEFAULT_SEED, resolve_evaluation
-from utils.checkpoint import load_weights_into
+from trainer.matching import DVE_PROTOCOL, PROTOCOLS
+from trainer.matching_run import DEFAULT_EVAL_DATA, evaluation_reason, match_evaluation_run
+from trainer.run_config import resolve_evaluation
 from utils.config import experiment_name
 from utils.errors import USER_ERRORS, report_user_error
 from utils.device import resolve_device
@@ -43,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-d", "--device", help="cpu, cuda, cuda:N or a GPU id")
     parser.add_argument("--eval_data", help=f"dataset type to evaluate, test split (default: "
                         f"{DEFAULT_EVAL_DATA}, the MAFL test set, with the config's dataset.args)")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default=DVE_PROTOCOL.name,
+                        help="dve: SPEC section 6 (warps seeded 0, pixels x 70/96); contrastive: "
+                        "the contrastive method's (seeded 1, pixels x 69/95); default dve")
     parser.add_argument("--vis", action="store_true", help="save matching.png with the matches")
     parser.add_argument("--output_dir", help="where matching.json goes (default: beside the "
                         "checkpoint; without --resume <trainer.save_dir>/untrained/<experiment>)")
@@ -66,21 +71,11 @@ def main(argv=None) -> int:
     try:
         device = resolve_device(args.device)
         run = resolve_evaluation(args.config, args.resume, args.set, device)
-        config, config_path, resume, state = run.config, run.path, run.checkpoint, run.state
-        seed = args.seed if args.seed is not None else config.get("seed", DEFAULT_SEED)
-        torch.manual_seed(seed)
-        network = build_model(config, config_path).to(device)
-        if state is not None:
-            load_weights_into(network, resume, device, source="--resume", state=state)
-        else:
-            _logger.warning("no --resume: evaluating the untrained network (seed %d)", seed)
         output_dir = args.output_dir or (
-            None if resume else untrained_output_dir(config, config_path))
-        reason = ("--eval_data" if args.eval_data else
-                  "the default of test_matching.py, as in the original; --eval_data picks another")
-        run_matching(embedding_part(network, config), config, config_path, resume, device,
-                     vis=args.vis, eval_data=args.eval_data or DEFAULT_EVAL_DATA,
-                     output_dir=output_dir, reason=reason)
+            None if run.checkpoint else untrained_output_dir(run.config, run.path))
+        match_evaluation_run(run, device, args.eval_data or DEFAULT_EVAL_DATA, output_dir,
+                             evaluation_reason(args.eval_data), PROTOCOLS[args.protocol],
+                             seed=args.seed, vis=args.vis)
     except USER_ERRORS as err:
         return report_user_error(_logger, err)
     return 0

@@ -130,7 +130,8 @@ class BaseTrainer:
             loss = self.loss_fn(float32_outputs(outputs), meta)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"epoch {epoch}, {split} batch index {batch_index}: the loss {self.config['loss']} "
+                f"epoch {epoch}, {split} batch index {batch_index}: the loss "
+                f"{self.config.get('loss', self.config.get('method', {}).get('type'))} "
                 f"is {loss.item()} (loss_args {self.config.get('loss_args', {})}); the run "
                 f"stops: lower the learning rate (optimizer.args.lr in {self.config_path}) "
                 f"or check the data "

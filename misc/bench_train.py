@@ -94,7 +94,8 @@ def train_step(run, inputs, device) -> Dict[str, Callable]:
 
     def forward():
         with run.precision.autocast():
-            state["outputs"] = run.model(inputs["data"].contiguous(memory_format=run.memory_format))
+            state["outputs"] = run.method.outputs(
+                run.model, inputs["data"].contiguous(memory_format=run.memory_format))
 
     def loss():
         with run.precision.full_precision():
@@ -117,43 +118,46 @@ def train_step(run, inputs, device) -> Dict[str, Callable]:
     return {"forward": forward, "loss": loss, "backward": backward, "optimizer": optimizer}
 
 
+def one_step(run, stream, device: torch.device, generator, timed=None):
+    """One training step on the next batch of ``stream``; with ``timed`` ({part: [s]}),
+    the device is synchronised after each part and its seconds appended. -> its inputs."""
+    clock = time.perf_counter()
+
+    def lap(part):
+        nonlocal clock
+        if timed is not None:
+            synchronize(device)
+            now = time.perf_counter()
+            timed[part].append(now - clock)
+            clock = now
+    batch = next(stream)
+    lap("data")
+    inputs = run.method.views(batch, device, generator, train=True)
+    lap("pipeline")
+    for part, action in train_step(run, inputs, device).items():
+        action()
+        lap(part)
+    return inputs
+
+
 def measure(run, device: torch.device, steps: int, warmup: int) -> Dict[str, float]:
-    """Pairs/s of the full step and of compute alone, and the median ms of each part."""
+    """Pairs/s of the full step and of compute alone, the median ms of each part and the
+    GFLOP per pair of a step."""
     generator = torch.Generator(device=device).manual_seed(0)
     run.model.train()
     stream = batches_forever(run.loader)
     pairs = run.config["batch_size"]
-
-    def one_step(timed: Dict[str, List[float]] = None):
-        clock = time.perf_counter()
-
-        def lap(part):
-            nonlocal clock
-            if timed is not None:
-                synchronize(device)
-                now = time.perf_counter()
-                timed[part].append(now - clock)
-                clock = now
-        batch = next(stream)
-        lap("data")
-        inputs = run.method.views(batch, device, generator, train=True)
-        lap("pipeline")
-        for part, action in train_step(run, inputs, device).items():
-            action()
-            lap(part)
-        return inputs
-
-    for _ in range(warmup):
-        inputs = one_step()
+    for _ in range(max(warmup, 1)):  # at least one: its batch is the compute-only batch
+        inputs = one_step(run, stream, device, generator)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        one_step()
+        one_step(run, stream, device, generator)
     synchronize(device)
     full = steps * pairs / (time.perf_counter() - start)
     timed = {part: [] for part in PARTS}
     for _ in range(steps):
-        one_step(timed)
+        one_step(run, stream, device, generator, timed)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):

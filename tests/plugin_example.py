@@ -15,6 +15,7 @@ class TinyNet(nn.Module):
 
     def __init__(self, num_output_channels: int = 4):
         super().__init__()
+        self.num_output_channels = num_output_channels
         self.conv = nn.Conv2d(3, num_output_channels, kernel_size=3, padding=1)
 
     def forward(self, images: Tensor) -> List[Tensor]:

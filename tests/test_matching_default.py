@@ -4,7 +4,12 @@ the original script did; ``--eval_data`` picks another dataset."""
 import json
 import logging
 
+import torch
+
 import test_matching
+from data_loader.celeba import MAFLAligned
+from data_loader.warper import Warper
+from trainer.matching import MATCHING_WARPER_ARGS
 
 BASE_ARGS = ["--device", "cpu"]
 
@@ -71,3 +76,26 @@ def test_an_untrained_evaluation_goes_under_the_save_dir_per_experiment(tmp_path
     written = tmp_path / "run" / "saved" / "untrained" / "tiny-smallnet" / "matching.json"
     assert json.loads(written.read_text())["checkpoint"] is None
     assert not (tmp_path / "saved").exists()
+
+
+def test_the_contrastive_protocol_option_seeds_1_and_scales_by_69_over_frame_minus_1(
+        tmp_path, tiny_config):
+    """``--protocol contrastive``: the copy-coordinates baseline of the MAFL test pairs,
+    warped by hand with seed 1 and scaled by (70 - 1) / (24 - 1) (SPEC-contrastive
+    section 5 in the tiny 24-px frame)."""
+    config = tiny_config(tmp_path, epochs=1)
+    result = untrained_matching(config, tmp_path / "contrastive", "--protocol", "contrastive")
+    assert result["protocol"] == "contrastive"
+    args = json.loads(config.read_text())["dataset"]["args"]
+    dataset = MAFLAligned(root=args["root"], train=False, imwidth=32, crop=4,
+                          use_keypoints=True, do_augmentations=False)
+    items = [dataset[i] for i in range(len(dataset))]  # 6 images: one loader batch
+    torch.manual_seed(1)
+    pair = Warper(**MATCHING_WARPER_ARGS)(torch.stack([i["data"] for i in items]).float(),
+                                          keypts=torch.stack([i["keypts"] for i in items]),
+                                          crop=4)
+    source = pair.keypts_first[0::2]  # images A = 0, 2, 4; B = 1, 3, 5
+    for key, target in (("same_identity", pair.keypts_second[0::2]),
+                        ("different_identity", pair.keypts_second[1::2])):
+        expected = ((source - target).norm(dim=-1) * 69 / 23).mean().item()
+        assert abs(result["copy_baseline"][key] - expected) < 1e-5, key

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from data_loader.warper import Warper
-from trainer.matching import (MATCHING_WARPER_ARGS, evaluate_matching, grid_limit_prediction,
-                            keypoint_cells, match_keypoints)
+from trainer.matching import (CONTRASTIVE_PROTOCOL, MATCHING_WARPER_ARGS, evaluate_matching,
+                              grid_limit_prediction, keypoint_cells, match_keypoints)
 
 
 def test_cells_round_half_to_even_and_clamp():
@@ -103,3 +103,52 @@ def test_the_protocol_leaves_the_global_generator_alone():
     assert torch.equal(torch.rand(3), expected_next)  # the caller's stream is untouched
     second = evaluate_matching(PixelNet(), _dataset(images, keypts), torch.device("cpu"), crop=4)
     assert first == second  # seeded: the same warps every time
+
+
+class FullResolutionPixelNet(nn.Module):
+    """Descriptors = the normalized input pixels at stride 1 (the contrastive method
+    matches at full image resolution)."""
+
+    def forward(self, images):
+        return [images]
+
+
+def test_the_contrastive_protocol_seeds_1_and_scales_by_69_over_95():
+    """SPEC-contrastive section 5 by hand on 136-px images cropped by 20 (a 96-px frame):
+    warps of seed 1, the nearest pixel round((n + 1) / 2 * 95) of a normalized n, errors
+    between (n + 1) / 2 * 69 of prediction and truth."""
+    generator = torch.Generator().manual_seed(3)
+    images = (torch.rand(4, 3, 136, 136, generator=generator) * 255).to(torch.uint8)
+    keypts = 40 + 56 * torch.rand(4, 5, 2, generator=generator)
+    result = evaluate_matching(FullResolutionPixelNet(), _dataset(images, keypts),
+                               torch.device("cpu"), crop=20, protocol=CONTRASTIVE_PROTOCOL)
+    assert result["protocol"] == "contrastive" and result["num_image_pairs"] == 2
+    torch.manual_seed(1)
+    pair = Warper(**MATCHING_WARPER_ARGS)(images.float(), keypts=keypts, crop=20)
+    mean = torch.tensor([0.5084, 0.4224, 0.3769]).view(3, 1, 1)
+    std = torch.tensor([0.2599, 0.2371, 0.2323]).view(3, 1, 1)
+
+    def normalized(pixels):  # pixels of the 96-px frame -> [-1, 1], W - 1 = 95
+        return 2 * pixels / 95 - 1
+
+    def to_70px(n):  # the original's compute_pixel_err mapping
+        return (n + 1) / 2 * 69
+
+    for key, offset in (("same_identity", 0), ("different_identity", 1)):
+        errors, copies = [], []
+        for source_image in (0, 2):
+            target = source_image + offset
+            truth = normalized(pair.keypts_second[target])
+            source_descriptors = (pair.first[source_image] / 255 - mean) / std
+            target_descriptors = (pair.second[target] / 255 - mean) / std
+            for k in range(5):
+                n = normalized(pair.keypts_first[source_image, k])
+                cx, cy = (min(max(round(((v + 1) / 2 * 95).item()), 0), 95) for v in n)
+                scores = (target_descriptors
+                          * source_descriptors[:, cy, cx][:, None, None]).sum(0)
+                best = int(scores.flatten().argmax())
+                predicted = normalized(torch.tensor([best % 96, best // 96], dtype=torch.float))
+                errors.append((to_70px(predicted) - to_70px(truth[k])).norm().item())
+                copies.append((to_70px(n) - to_70px(truth[k])).norm().item())
+        assert abs(result[key] - sum(errors) / len(errors)) < 1e-4, key
+        assert abs(result["copy_baseline"][key] - sum(copies) / len(copies)) < 1e-4, key

@@ -34,9 +34,10 @@ NAMES = {
         "AFLW", "AFLW_MTFL", "CelebAPrunedAligned_MAFLVal", "ImageFolder", "MAFLAligned",
         "PtsLandmarks", "SyntheticFaces", "ThreeHundredW"],
     ("data_loader.registry", "WARPERS"): ["Warper", "WarperSingle"],
-    ("model.registry", "NETWORKS"): ["HourglassNet", "SmallNet"],
+    ("model.registry", "NETWORKS"): ["ContrastProjector", "ContrastResNet", "HourglassNet",
+                                      "SmallNet"],
     ("model.registry", "LOSSES"): ["dense_correlation_loss", "dense_correlation_loss_dve",
-                                   "regression_loss"],
+                                   "dense_correlation_loss_single", "regression_loss"],
     ("model.registry", "METRICS"): ["inter_ocular_error"],
     ("model.registry", "KEYPOINT_REGRESSORS"): ["IntermediateKeypointPredictor"],
     ("base.optim", "OPTIMIZERS"): ["Adam", "AdamW", "SGD"],
@@ -111,7 +112,7 @@ def test_a_dotted_name_is_imported_from_its_module():
 def test_a_dotted_name_that_does_not_import_says_why_in_one_line(name, why):
     with pytest.raises(ConfigError) as err:
         NETWORKS.get(name)
-    assert str(err.value) == f"unknown arch '{name}': {why}; valid names: HourglassNet, SmallNet"
+    assert str(err.value) == f"unknown arch '{name}': {why}; valid names: ContrastProjector, ContrastResNet, HourglassNet, SmallNet"
 
 
 def test_a_network_outside_the_core_passes_the_dry_run(tiny_config, tmp_path):
@@ -131,7 +132,7 @@ def test_a_missing_plugin_fails_the_dry_run_in_one_line(tiny_config, tmp_path, c
     assert train.main(["--config", str(path), "--dry-run", *BASE_ARGS]) == 2
     assert one_error(caplog, capsys) == (
         f"error: {path}: arch.type: unknown arch 'tests.plugin_example.SmallNet': module "
-        f"tests.plugin_example has no attribute SmallNet; valid names: HourglassNet, SmallNet")
+        f"tests.plugin_example has no attribute SmallNet; valid names: ContrastProjector, ContrastResNet, HourglassNet, SmallNet")
 
 
 def test_a_visualization_name_is_looked_up_in_both_registries():

@@ -31,14 +31,35 @@ def test_smallnet_init_is_xavier_normal_with_zero_bias():
     assert all(m.bias.abs().max() == 0 for m in net.modules() if isinstance(m, torch.nn.Conv2d))
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+# name -> (constructor arguments, input side, expected descriptor shape (C, h, w), the
+# forward's keyword arguments for the gradient check: ContrastResNet trains through its
+# MoCo embedding, ContrastProjector only its projector)
+NETWORK_CASES = {
+    "SmallNet": (dict(num_output_channels=5), 40, (5, 20, 20), None),
+    "HourglassNet": (dict(num_output_channels=5), 40, (5, 20, 20), None),
+    "ContrastResNet": (dict(depth=18, image_size=64, hypercolumn_size=16), 64, (960, 16, 16),
+                       dict(output="embedding")),
+    "ContrastProjector": (dict(depth=18, image_size=64, hypercolumn_size=8,
+                               projection_dim=5), 64, (5, 8, 8), None),
+}
+
+
+def test_every_registered_network_has_a_case():
+    assert sorted(NETWORK_CASES) == sorted(NETWORKS)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK_CASES))
 def test_every_network_shape_finite_and_gradients(name):
+    arguments, side, shape, train_call = NETWORK_CASES[name]
     torch.manual_seed(0)
-    net = NETWORKS.get(name)(num_output_channels=5)
-    images = torch.randn(2, 3, 40, 40)
+    net = NETWORKS.get(name)(**arguments)
+    images = torch.randn(2, 3, side, side)
     (out,) = net(images)
-    assert out.shape == (2, 5, 20, 20)
+    assert out.shape == (2, *shape) and net.num_output_channels == shape[0]
     assert torch.isfinite(out).all()
-    out.square().mean().backward()
+    trained = net(images, **train_call) if train_call else out
+    trained.square().mean().backward()
     for pname, param in net.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, pname
+        if param.requires_grad:
+            assert param.grad is not None and param.grad.abs().sum() > 0, pname
+    assert any(p.requires_grad for p in net.parameters())

@@ -20,7 +20,7 @@ from model.registry import KEYPOINT_REGRESSORS, LOSSES, METRICS, NETWORKS
 from trainer.embedding_trainer import EmbeddingTrainer
 from trainer.keypoint_trainer import KeypointTrainer
 from trainer.method import DEFAULT_METHOD, METHODS
-from utils.checkpoint import load_checkpoint, load_weights_into
+from utils.checkpoint import load_checkpoint, load_weights_into, select_state_dict
 from utils.checkpoint_search import checkpoint_remedy, find_checkpoint
 from utils.config import as_config_error, build_block, check_arguments, resolve_block
 from utils.config_values import check_values, log_ignored_keys, parse_monitor
@@ -39,7 +39,15 @@ def _named(registry: Registry, name: str, key: str, path) -> Callable:
         raise ConfigError(f"{path}: {key}: {err}") from None
 
 
-def resolve_loss(config: Dict[str, Any], path) -> Callable:
+def resolve_loss(config: Dict[str, Any], path) -> Optional[Callable]:
+    """The config's ``loss`` with its ``loss_args`` checked; None for an embedding method
+    with a loss of its own (``uses_config_loss`` False, e.g. ``MoCo``), which then needs
+    no ``loss`` key. ``ConfigError`` when a needed ``loss`` is missing or unknown."""
+    if "loss" not in config:
+        method = config.get("method", {}).get("type", DEFAULT_METHOD)
+        if "keypoint_regressor" in config or METHODS.get(method).uses_config_loss:
+            raise ConfigError(f"{path}: missing required key 'loss'")
+        return None
     loss_fn = _named(LOSSES, config["loss"], "loss", path)
     check_arguments(loss_fn, config.get("loss_args", {}), "loss_args", path,
                     reserved=("feats", "meta", "outputs"))
@@ -167,15 +175,14 @@ def build_warper(config: Dict[str, Any], path):
     return build_block(WARPERS, config, "warper", path)
 
 
-def descriptor_dimension(config: Dict[str, Any], path) -> int:
-    """Channels of the embedding: ``arch.args.num_output_channels`` or its default."""
-    constructor = resolve_block(NETWORKS, config, "arch", path)
-    parameter = inspect.signature(constructor).parameters.get("num_output_channels")
-    default = None if parameter is None or parameter.default is inspect.Parameter.empty \
-        else parameter.default
-    channels = config["arch"].get("args", {}).get("num_output_channels", default)
+def descriptor_dimension(network: nn.Module, config: Dict[str, Any], path) -> int:
+    """Channels of the embedding ``network``'s descriptors: its ``num_output_channels``
+    attribute (every registered network states it; ``ContrastResNet``: the hypercolumn's
+    width). ``ConfigError`` naming ``arch`` for a network that does not."""
+    channels = getattr(network, "num_output_channels", None)
     if channels is None:
-        raise ConfigError(f"{path}: keypoint_regressor needs arch.args.num_output_channels")
+        raise ConfigError(f"{path}: keypoint_regressor needs the descriptor channels of arch "
+                          f"{config['arch']['type']}, which has no num_output_channels attribute")
     return int(channels)
 
 
@@ -185,7 +192,7 @@ def build_model(config: Dict[str, Any], path) -> nn.Module:
     network = build_block(NETWORKS, config, "arch", path)
     if "keypoint_regressor" in config:
         regressor = build_block(KEYPOINT_REGRESSORS, config, "keypoint_regressor", path,
-                                descriptor_dimension=descriptor_dimension(config, path))
+                                descriptor_dimension=descriptor_dimension(network, config, path))
         return keypoint_regression_model(network, regressor,
                                          bool(config.get("keypoint_regressor_upsample", False)))
     return network
@@ -197,12 +204,29 @@ def embedding_part(built: nn.Module, config: Dict[str, Any]) -> nn.Module:
     return built[0].wrapped_module if "keypoint_regressor" in config else built
 
 
+def finetune_part(network: nn.Module, state: Dict[str, Any]) -> nn.Module:
+    """The module that the ``finetune_from`` checkpoint ``state`` fills: the whole
+    ``network`` when the checkpoint holds all of it (e.g. a ``ContrastProjector`` run),
+    else, for a network that builds on a pretrained one, its ``finetune_target``
+    (``ContrastProjector`` from a MoCo run: the frozen backbone)."""
+    target = getattr(network, "finetune_target", None)
+    if target is None:
+        return network
+    keys = network.state_dict().keys()
+    _, view = select_state_dict(keys, state.get("state_dict") or {})
+    return network if all(key in view for key in keys) else target
+
+
 def load_finetune_weights(network: nn.Module, checkpoint_path, device,
                           state: Optional[Dict[str, Any]] = None) -> None:
-    """Initialise ``network`` from a checkpoint (``finetune_from``): ours or a released
-    one, an embedding or a regressor's (its embedding part is taken); ``state``: the
-    file as already read by ``utils.checkpoint.load_checkpoint``."""
-    load_weights_into(network, checkpoint_path, device, source="finetune_from", state=state)
+    """Initialise ``network`` (its :func:`finetune_part`) from a checkpoint
+    (``finetune_from``): ours or a released one, an embedding or a regressor's (its
+    embedding part is taken); ``state``: the file as already read by
+    ``utils.checkpoint.load_checkpoint``."""
+    if state is None:
+        state = load_checkpoint(checkpoint_path, map_location=device)
+    load_weights_into(finetune_part(network, state), checkpoint_path, device,
+                      source="finetune_from", state=state)
     _logger.info("initialised the embedding from %s", checkpoint_path)
 
 
@@ -225,8 +249,9 @@ def check_weights(config: Dict[str, Any], network: nn.Module, resume: Optional[s
     if checkpoint is None:  # none asked for, or absent: listed by missing_inputs
         return None
     state = load_checkpoint(checkpoint)
-    load_weights_into(embedding_part(network, config), checkpoint, cpu, source="finetune_from",
-                      state=state, announce=False)
+    embedding = embedding_part(network, config)
+    load_weights_into(finetune_part(embedding, state), checkpoint, cpu,
+                      source="finetune_from", state=state, announce=False)
     return checkpoint, state
 
 

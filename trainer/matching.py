@@ -8,9 +8,14 @@ identity). Errors are Euclidean distances in pixels of a 70-pixel-wide frame.
 Two references are computed on the same pairs: the copy-coordinates baseline (predict
 the target keypoint at the source keypoint's pixel) and the grid limit (the target
 keypoint snapped to the nearest feature cell: the best any cell-level match can do).
+
+Two protocols (:class:`MatchingProtocol`) share the pairs and the matching and differ in
+the warps' seed and the scale to the 70-px frame: DVE's (SPEC section 6) and the
+contrastive method's (SPEC-contrastive section 5).
 """
 import inspect
 import logging
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 import torch
@@ -27,6 +32,43 @@ _logger = logging.getLogger(__name__)
 MATCHING_WARPER_ARGS = dict(warpsd_all=0.0005, warpsd_subset=0.005, transsd=0.05,
                             scalesd=0.05, rotsd=2.5, im1_multiplier=1.0, im1_multiplier_aff=1.0)
 REFERENCE_WIDTH = 70.0
+
+
+@dataclass(frozen=True)
+class MatchingProtocol:
+    """The settings in which the matching protocols differ; the pairs (images two at a
+    time, ``MATCHING_WARPER_ARGS`` warps, the config's crop) and the matching (nearest
+    cell ``round(k / stride)``, arg-max dot product) are shared.
+
+    name: how the command line and ``matching.json`` call it.
+    seed: the seed of the warps' generator.
+    reference_width: the width (pixels) of the frame errors are reported in.
+    pixel_centres: False: pixels scale by ``reference_width / frame_width`` (DVE: 70/96);
+        True: the first and last pixel centres of both frames correspond, pixels scale by
+        ``(reference_width - 1) / (frame_width - 1)`` (the contrastive method's
+        ``(n + 1) / 2 * 69`` of a normalized coordinate n, i.e. pixel * 69/95).
+
+    The contrastive method's nearest pixel ``round((n + 1) / 2 * 95)`` is this cell
+    lookup at stride 1 (its 96-px hypercolumn); other strides keep ``round(k / stride)``.
+    """
+    name: str
+    seed: int
+    reference_width: float = REFERENCE_WIDTH
+    pixel_centres: bool = False
+
+    def scale(self, frame_width: int) -> float:
+        """Pixels of the reference frame per pixel of the ``frame_width``-wide frame."""
+        if self.pixel_centres:
+            return (self.reference_width - 1) / (frame_width - 1)
+        return self.reference_width / frame_width
+
+
+# SPEC section 6: seed 0, pixel * 70 / (imwidth - 2 crop).
+DVE_PROTOCOL = MatchingProtocol("dve", seed=0)
+# SPEC-contrastive section 5: seed 1, pixel * 69 / 95. Its 96-px hypercolumn with per-layer
+# L2 normalisation is a setting of the network (its ``arch.args``), not of the protocol.
+CONTRASTIVE_PROTOCOL = MatchingProtocol("contrastive", seed=1, pixel_centres=True)
+PROTOCOLS = {protocol.name: protocol for protocol in (DVE_PROTOCOL, CONTRASTIVE_PROTOCOL)}
 
 
 class MatchingDataError(UserError, ValueError):
@@ -102,19 +144,21 @@ def grid_limit_prediction(keypts: torch.Tensor, stride: float, height: int, widt
 ERROR_NAMES = ("same", "different", "copy_same", "copy_different", "grid_same", "grid_different")
 
 
-def pair_errors(feats: torch.Tensor, keypts: torch.Tensor, frame_width: int):
+def pair_errors(feats: torch.Tensor, keypts: torch.Tensor, frame_width: int,
+                protocol: MatchingProtocol = DVE_PROTOCOL):
     """The errors of one batch of pairs (A, B, A, B, ...), each warped twice.
 
     Args:
         feats: (2N, C, h, w) descriptors of the interleaved warped images.
         keypts: (2N, K, 2) their keypoints, pixels of the ``frame_width``-wide frame.
+        protocol: its ``scale`` maps pixels to the reference frame.
     Returns: ({name: (N/2 * K,) errors in pixels of the 70-px frame} for the names of
         ``ERROR_NAMES``, {"same", "different": (N/2, K, 2) predicted pixels}).
     """
     feats_first, feats_second = feats[0::2], feats[1::2]
     keypts_first, keypts_second = keypts[0::2], keypts[1::2]
     height, width = feats.shape[-2:]
-    stride, scale = frame_width / width, REFERENCE_WIDTH / frame_width
+    stride, scale = frame_width / width, protocol.scale(frame_width)
     src, src_kp = feats_first[0::2], keypts_first[0::2]  # images A
     targets = {"same": (feats_second[0::2], keypts_second[0::2]),
                "different": (feats_second[1::2], keypts_second[1::2])}
@@ -130,14 +174,14 @@ def pair_errors(feats: torch.Tensor, keypts: torch.Tensor, frame_width: int):
 
 @torch.no_grad()
 def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device, crop: int,
-                      images_per_batch: int = 64, seed: int = 0, num_workers: int = 0,
-                      vis_path: Optional[str] = None) -> Dict:
-    """Run the matching protocol over ``dataset`` (which must return ``keypts``).
+                      images_per_batch: int = 64, protocol: MatchingProtocol = DVE_PROTOCOL,
+                      num_workers: int = 0, vis_path: Optional[str] = None) -> Dict:
+    """Run the matching ``protocol`` over ``dataset`` (which must return ``keypts``).
 
     ``model`` maps a normalized (B, 3, H, W) batch to a list whose first entry is the
     (B, C, h, w) dense descriptors; the stride is the frame's width over ``w``. ``crop``:
     the margin (pixels of the loader image) removed on every side after warping (the
-    config's ``dataset.args.crop``). Errors are pixels of the 70-px frame.
+    config's ``dataset.args.crop``). Errors are pixels of the protocol's 70-px frame.
     Raises :class:`MatchingDataError` for a dataset of fewer than two images."""
     if images_per_batch % 2:
         raise ValueError("images_per_batch must be even (images are paired A, B)")
@@ -153,12 +197,12 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device, cro
     errors = {name: [] for name in ERROR_NAMES}
     # The original seeded the global generator right before the loop (SPEC section 6); a
     # generator of its own, seeded alike, draws the same warps and leaves global state alone.
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(protocol.seed)
     for batch_index, batch in enumerate(loader):
         inputs = pipeline(batch, device, generator)  # N images -> N pairs (A, B, A, B...)
         feats = model(inputs["data"])[0].float()  # (2N, C, h, w)
         batch_errors, predictions = pair_errors(feats, inputs["meta"]["keypts"],
-                                                inputs["meta"]["frame"][1])
+                                                inputs["meta"]["frame"][1], protocol)
         for name, values in batch_errors.items():
             errors[name].append(values)
         if batch_index == 0 and vis_path is not None:
@@ -173,6 +217,7 @@ def evaluate_matching(model: torch.nn.Module, dataset, device: torch.device, cro
         "grid_limit": {"same_identity": mean["grid_same"],
                        "different_identity": mean["grid_different"]},
         "num_image_pairs": count // 2,
+        "protocol": protocol.name,
     }
 
 

@@ -10,13 +10,23 @@ import torch
 from base.base_dataset import MissingDataError
 from data_loader.celeba import CelebAPrunedAligned_MAFLVal
 from data_loader.registry import DATASETS
-from trainer.builders import build_dataset, dataset_geometry, resolve_dataset
-from trainer.matching import (evaluate_matching, format_matching_table, require_image_pairs,
-                            split_name)
+from trainer.builders import (build_dataset, build_model, dataset_geometry, embedding_part,
+                              resolve_dataset)
+from trainer.matching import (DVE_PROTOCOL, MatchingProtocol, evaluate_matching,
+                              format_matching_table, require_image_pairs, split_name)
+from trainer.run_config import DEFAULT_SEED, EvaluationRun
+from utils.checkpoint import load_weights_into
 from utils.registry import ConfigError
 
 _logger = logging.getLogger(__name__)
 DEFAULT_EVAL_DATA = "MAFLAligned"  # test_matching.py's default, as in the original
+
+
+def evaluation_reason(eval_data: Optional[str]) -> str:
+    """Why the evaluation commands match on the dataset they do, for the log: the
+    ``--eval_data`` option, else :data:`DEFAULT_EVAL_DATA` as the original did."""
+    return ("--eval_data" if eval_data else
+            "the default of test_matching.py, as in the original; --eval_data picks another")
 
 
 class MatchingData(NamedTuple):
@@ -94,10 +104,12 @@ def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Opti
                  device: torch.device, num_workers: Optional[int] = 0, vis: bool = False,
                  eval_data: Optional[str] = None, output_dir: Optional[Path] = None,
                  reason: str = "the config's dataset, as at the end of training",
-                 data: Optional[MatchingData] = None) -> dict:
+                 data: Optional[MatchingData] = None,
+                 protocol: MatchingProtocol = DVE_PROTOCOL) -> dict:
     """Evaluate on ``data`` (None: :func:`build_matching_dataset` of ``eval_data``,
-    ``reason``), log the table and write ``matching.json`` (and ``matching.png`` with
-    ``vis``) beside the checkpoint (or into ``output_dir``)."""
+    ``reason``) with ``protocol`` (``trainer.matching``), log the table and write
+    ``matching.json`` (and ``matching.png`` with ``vis``) beside the checkpoint (or into
+    ``output_dir``); errors are pixels of the 70-px frame."""
     if data is None:
         data = build_matching_dataset(config, config_path, eval_data, reason)
     dataset = data.dataset
@@ -105,13 +117,14 @@ def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Opti
     vis_path = str(out_dir / "matching.png") if (vis and out_dir) else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    result = evaluate_matching(network, dataset, device, data.crop,
+    result = evaluate_matching(network, dataset, device, data.crop, protocol=protocol,
                                num_workers=num_workers or 0, vis_path=vis_path)
     result["checkpoint"] = str(checkpoint) if checkpoint else None
     result["dataset"] = type(dataset).__name__
     result["dataset_root"] = str(getattr(dataset, "root", ""))
-    _logger.info("matching on %d image pairs of %s:\n%s", result["num_image_pairs"],
-                 result["dataset"], format_matching_table(result))
+    named = "" if protocol == DVE_PROTOCOL else f" ({protocol.name} protocol)"
+    _logger.info("matching on %d image pairs of %s%s:\n%s", result["num_image_pairs"],
+                 result["dataset"], named, format_matching_table(result))
     _logger.info("Mean Pixel Error (same-identity): %.4f", result["same_identity"])
     _logger.info("Mean Pixel Error (different-identity): %.4f", result["different_identity"])
     if out_dir is not None:
@@ -120,3 +133,26 @@ def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Opti
         if vis_path:
             _logger.info("wrote %s", vis_path)
     return result
+
+
+def match_evaluation_run(run: EvaluationRun, device: torch.device, eval_data: str,
+                         output_dir: Optional[Path], reason: str,
+                         protocol: MatchingProtocol = DVE_PROTOCOL, seed: Optional[int] = None,
+                         vis: bool = False, source: str = "--resume") -> dict:
+    """``test_matching.py``'s evaluation of a resolved run: the network of ``run.config``
+    built after ``torch.manual_seed(seed)`` (None: the config's ``seed``, else 0), the
+    weights of ``run.checkpoint`` loaded (none: the untrained network, as a reference),
+    then :func:`run_matching` of its embedding on ``eval_data`` with ``protocol``.
+    ``source`` names the checkpoint's option in messages. Returns ``matching.json``'s
+    content (pixels of the 70-px frame). Raises ``CheckpointError`` for weights that do
+    not fit, and :func:`build_matching_dataset`'s errors."""
+    seed = seed if seed is not None else run.config.get("seed", DEFAULT_SEED)
+    torch.manual_seed(seed)
+    network = build_model(run.config, run.path).to(device)
+    if run.state is not None:
+        load_weights_into(network, run.checkpoint, device, source=source, state=run.state)
+    else:
+        _logger.warning("no --resume: evaluating the untrained network (seed %d)", seed)
+    return run_matching(embedding_part(network, run.config), run.config, run.path,
+                        run.checkpoint, device, vis=vis, eval_data=eval_data,
+                        output_dir=output_dir, reason=reason, protocol=protocol)

@@ -178,8 +178,10 @@ def resolve_defaults(config: Dict[str, Any], path) -> Dict[str, Any]:
     for block, (registry, reserved) in BLOCK_REGISTRIES.items():
         if block in resolved:
             resolved[block] = _filled_block(registry, resolved[block], reserved)
-    loss = LOSSES.get(resolved["loss"])
-    resolved["loss_args"] = {**signature_defaults(loss, LOSS_RESERVED), **resolved["loss_args"]}
+    if "loss" in resolved:  # a method with a loss of its own needs none
+        loss = LOSSES.get(resolved["loss"])
+        resolved["loss_args"] = {**signature_defaults(loss, LOSS_RESERVED),
+                                 **resolved["loss_args"]}
     return resolved
 
 

@@ -36,7 +36,7 @@ IGNORED_KEYS = {
     "keypoint_regressor.softmaxarg_mul": "a misspelling the original never read; "
                                          "keypoint_regressor.args.softargmax_mul is used",
 }
-REQUIRED_KEYS = ("arch", "dataset", "optimizer", "loss", "trainer")
+REQUIRED_KEYS = ("arch", "dataset", "optimizer", "trainer")  # and "loss": trainer.builders.resolve_loss
 # ``num_workers`` and ``lr_step`` are this project's additions; the others are the original's.
 KNOWN_TRAINER_KEYS = frozenset({
     "epochs", "save_dir", "save_period", "verbosity", "monitor", "early_stop",

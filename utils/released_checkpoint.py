@@ -15,7 +15,10 @@ its ``pickle_module``, unpickles with a ``find_class`` that
   such as ``os.system`` produces), except for the plain-data types the released configs
   hold (paths, namespaces, numpy scalars), which also become placeholders.
 
-Only ``state_dict`` and ``epoch`` of such a checkpoint are meant to be used.
+Only the weights and ``epoch`` of such a checkpoint are meant to be used. The contrastive
+method's released checkpoints (SPEC-contrastive sections 2, 3; their ``opt`` is an
+``argparse.Namespace``, read as a placeholder) hold their weights under ``model`` (the MoCo
+query encoder; ``model_ema`` is never taken) or ``feat_disiller`` (the projector).
 """
 import _codecs
 import collections
@@ -132,19 +135,27 @@ RESTRICTED_PICKLE = types.SimpleNamespace(__name__="restricted_pickle",
                                           Unpickler=RestrictedUnpickler, load=_restricted_load)
 
 
+# Where each released layout keeps its weights, in the order looked at: DVE, the
+# contrastive method's MoCo (the query encoder) and projector checkpoints.
+STATE_DICT_ENTRIES = ("state_dict", "model", "feat_disiller")
+
+
 def load_released_checkpoint(path, map_location) -> Dict[str, Any]:
-    """``torch.load`` through :data:`RESTRICTED_PICKLE`; returns the checkpoint's
-    ``state_dict`` and ``epoch`` (other entries are dropped) plus ``released: True``.
+    """``torch.load`` through :data:`RESTRICTED_PICKLE`; returns the checkpoint's weights
+    (the first of :data:`STATE_DICT_ENTRIES` it has) as ``state_dict``, its ``epoch`` and
+    ``arch`` (other entries are dropped) plus ``released: True``.
 
     Raises ``pickle.UnpicklingError`` (a :class:`ForbiddenPickleError` when the pickle
     asks to run code) or the error ``torch.load`` raised on a damaged file.
     """
     state = torch.load(path, map_location=map_location, pickle_module=RESTRICTED_PICKLE,
                        weights_only=False)
-    state_dict = state.get("state_dict") if isinstance(state, dict) else None
+    entries = [key for key in STATE_DICT_ENTRIES if isinstance(state, dict) and key in state]
+    state_dict = state[entries[0]] if entries else None
     if not isinstance(state_dict, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
-        raise pickle.UnpicklingError("no 'state_dict' mapping names to tensors in the file")
+        raise pickle.UnpicklingError(f"no {' / '.join(repr(k) for k in STATE_DICT_ENTRIES)} "
+                                     f"mapping names to tensors in the file")
     epoch = state.get("epoch")
     return {"state_dict": state_dict,
             "epoch": epoch if isinstance(epoch, int) else None,
