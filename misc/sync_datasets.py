@@ -206,7 +206,6 @@ def file_digest(path, algorithm="sha1"):
     return digest.hexdigest()
 
 
-
 def _normalized_member_name(name):
     """The member's path without './' and trailing '/', or None when it is unsafe."""
     if name.startswith("/") or name.startswith("\\") or re.match(r"^[A-Za-z]:", name):
