@@ -38,6 +38,7 @@ class BaseTrainer:
         optimizer, lr_scheduler: built from the config (scheduler may be None).
         loss_fn: ``(outputs, meta) -> scalar`` tensor (loss arguments already bound).
         schedule: ``TrainingSchedule`` (epochs, checkpoints, monitor, run limits).
+        train_loader: the training loader (its shuffling generator is ``run``'s).
         run: ``RunContext`` (device, seed, the config stored in checkpoints, run folder,
             TensorBoard writer, loader generator, process group, mixed precision). The
             augmentation generator is seeded with ``run.seed``; its state and the loader
@@ -49,8 +50,9 @@ class BaseTrainer:
     """
 
     def __init__(self, model: nn.Module, optimizer, lr_scheduler, loss_fn: Callable,
-                 schedule: TrainingSchedule, run: RunContext):
+                 schedule: TrainingSchedule, train_loader: DataLoader, run: RunContext):
         self.model = model
+        self.train_loader = train_loader
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.loss_fn = loss_fn
@@ -89,8 +91,19 @@ class BaseTrainer:
         if "augment_rng" in state:
             self.augment_generator.set_state(state["augment_rng"].cpu())
         if self.loader_generator is not None and "loader_rng" in state:
+            self.start_persistent_workers()
             self.loader_generator.set_state(state["loader_rng"].cpu())
         self.precision.load_state_dict(state)
+
+    def start_persistent_workers(self) -> None:
+        """Start the training loader's persistent workers now, as an uninterrupted run
+        started them in its first epoch: creating them draws their base seed from the
+        loader's generator, which a run draws once and a resumed run must not draw again
+        after the generator's state is restored (its next epoch would shuffle
+        differently)."""
+        loader = self.train_loader
+        if getattr(loader, "persistent_workers", False) and loader.num_workers > 0:
+            iter(loader)
 
     # -- helpers of the subclasses' epochs ----------------------------------------------
     def num_batches(self, loader: DataLoader) -> int:

@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import train
+
 from conftest import TINY_DATA
 from data_loader import image_cache
 from data_loader.cache_key import ImageCacheError, cache_key
@@ -251,3 +253,19 @@ def test_a_disk_too_small_names_the_space_needed(tmp_path, monkeypatch):
                                               f"need {needed / 2 ** 30:.2f} GiB"):
         cached(SyntheticFaces(**args), "SyntheticFaces", args, True, cache_dir, num_workers=0)
     assert folders(cache_dir) == []
+
+
+def test_a_cached_run_names_its_dataset_type_and_matches_as_without(tmp_path, tiny_config):
+    """Bug: matching.json said "CachedDataset" for a run with cache_images."""
+    results = {}
+    for cache in (False, True):
+        folder = tmp_path / str(cache)
+        config = tiny_config(folder, epochs=1)
+        args = ["--config", str(config), "--device", "cpu", "--disable_workers",
+                "--set", f"cache_images={str(cache).lower()}",
+                "--set", f'cache_dir="{folder / "cache"}"']
+        assert train.main(args) == 0
+        (run,) = (folder / "saved" / "models" / "tiny-smallnet").iterdir()
+        results[cache] = json.loads((run / "matching.json").read_text())
+    assert results[True]["dataset"] == results[False]["dataset"] == "SyntheticFaces"
+    assert results[True]["same_identity"] == results[False]["same_identity"]

@@ -28,9 +28,8 @@ class EmbeddingTrainer(BaseTrainer):
     def __init__(self, *, method: EmbeddingMethod, train_loader: DataLoader,
                  valid_loader: Optional[DataLoader], visualizations: List[Callable] = (),
                  **kwargs):
-        super().__init__(loss_fn=method.loss, **kwargs)
+        super().__init__(loss_fn=method.loss, train_loader=train_loader, **kwargs)
         self.method = method
-        self.train_loader = train_loader
         self.valid_loader = valid_loader
         self.visualizations = list(visualizations)
 

@@ -58,9 +58,9 @@ class KeypointTrainer(BaseTrainer):
                  valid_cache: Optional[DescriptorCache] = None,
                  visualizations: Sequence[Callable] = (),
                  keypoint_visualizations: Sequence[Callable] = (), **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(train_loader=train_loader, **kwargs)
         self.metrics = dict(metrics)
-        self.train_loader, self.valid_loader = train_loader, valid_loader
+        self.valid_loader = valid_loader
         self.train_pipeline, self.valid_pipeline = train_pipeline, valid_pipeline
         self.train_cache, self.valid_cache = train_cache, valid_cache
         self.visualizations = list(visualizations)

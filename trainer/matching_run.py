@@ -30,10 +30,13 @@ def evaluation_reason(eval_data: Optional[str]) -> str:
 
 
 class MatchingData(NamedTuple):
-    """The split matched on and the margin (pixels of its images) the pair pipeline
-    crops after warping: its config's ``dataset.args.crop``, else its type's default."""
+    """The split matched on, the margin (pixels of its images) the pair pipeline crops
+    after warping (its config's ``dataset.args.crop``, else its type's default) and the
+    dataset type's name (as the config writes it, whether or not it is read from the
+    image cache)."""
     dataset: Any
     crop: int
+    name: str
 
 
 def evaluated_config(config, config_path, eval_data: Optional[str]):
@@ -97,7 +100,8 @@ def build_matching_dataset(config, config_path, eval_data: Optional[str] = None,
     _logger.info("matching evaluation on %s, %s split, root %s (%s%s)", config["dataset"]["type"],
                  split_name(dataset), getattr(dataset, "root", "-"), reason, note)
     require_image_pairs(dataset)
-    return MatchingData(dataset, int(dataset_geometry(config, config_path)["crop"] or 0))
+    return MatchingData(dataset, int(dataset_geometry(config, config_path)["crop"] or 0),
+                        config["dataset"]["type"])
 
 
 def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Optional[Path],
@@ -120,7 +124,7 @@ def run_matching(network: torch.nn.Module, config, config_path, checkpoint: Opti
     result = evaluate_matching(network, dataset, device, data.crop, protocol=protocol,
                                num_workers=num_workers or 0, vis_path=vis_path)
     result["checkpoint"] = str(checkpoint) if checkpoint else None
-    result["dataset"] = type(dataset).__name__
+    result["dataset"] = data.name
     result["dataset_root"] = str(getattr(dataset, "root", ""))
     named = "" if protocol == DVE_PROTOCOL else f" ({protocol.name} protocol)"
     _logger.info("matching on %d image pairs of %s%s:\n%s", result["num_image_pairs"],
