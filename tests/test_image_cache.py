@@ -10,8 +10,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import train
-
 from conftest import TINY_DATA
 from data_loader import image_cache
 from data_loader.cache_key import ImageCacheError, cache_key
@@ -19,6 +17,7 @@ from data_loader.image_cache import IMAGES_FILE, MANIFEST_FILE, TEMP_MARK, Cache
 from data_loader.pts_landmarks import PtsLandmarks
 from data_loader.synthetic_dataset import SyntheticFaces
 from dataset_fixtures import dot_image, save_image, write_pts
+import train
 
 SYNTHETIC_ARGS = dict(imwidth=32, crop=4, use_keypoints=True, **TINY_DATA)
 # relative path -> (width, height, 0-based points)
