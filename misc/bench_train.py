@@ -37,6 +37,7 @@ from typing import Callable, Dict, List
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from misc.bench_data import endless, synchronize
 from trainer.embedding_task import prepare_embedding
 from trainer.run_config import read_config, resolve_defaults
 from utils.config_values import check_values
@@ -78,16 +79,6 @@ def build_run(config_file: str, device: torch.device, options) -> SimpleNamespac
                            else torch.contiguous_format)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def batches_forever(loader):
-    while True:
-        yield from loader
-
-
 def train_step(run, inputs, device) -> Dict[str, Callable]:
     """The parts of one step after the pipeline, as closures run in order."""
     state = {}
@@ -103,17 +94,10 @@ def train_step(run, inputs, device) -> Dict[str, Callable]:
 
     def backward():
         run.optimizer.zero_grad(set_to_none=True)
-        if run.precision.scaler is None:
-            state["loss"].backward()
-        else:
-            run.precision.scaler.scale(state["loss"]).backward()
+        run.precision.backward(state["loss"])
 
     def optimizer():
-        if run.precision.scaler is None:
-            run.optimizer.step()
-        else:
-            run.precision.scaler.step(run.optimizer)
-            run.precision.scaler.update()
+        run.precision.optimizer_step(run.optimizer)
         run.method.after_step(unwrapped(run.model))
     return {"forward": forward, "loss": loss, "backward": backward, "optimizer": optimizer}
 
@@ -145,7 +129,7 @@ def measure(run, device: torch.device, steps: int, warmup: int) -> Dict[str, flo
     GFLOP per pair of a step."""
     generator = torch.Generator(device=device).manual_seed(0)
     run.model.train()
-    stream = batches_forever(run.loader)
+    stream = endless(run.loader)
     pairs = run.config["batch_size"]
     for _ in range(max(warmup, 1)):  # at least one: its batch is the compute-only batch
         inputs = one_step(run, stream, device, generator)

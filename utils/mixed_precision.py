@@ -49,17 +49,26 @@ class MixedPrecision:
         """The context of a loss: autocast off (float32 arithmetic)."""
         return torch.autocast(self.device_type, enabled=False)
 
-    def step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward pass and optimizer step on ``loss`` (scaled for ``"fp16"``: a step
-        whose gradients overflow is skipped and the scale lowered, as PyTorch's scaler
-        does)."""
+    def backward(self, loss: Tensor) -> None:
+        """Gradients of ``loss`` (scaled for ``"fp16"``)."""
         if self.scaler is None:
             loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer's step on the gradients of :meth:`backward` (for ``"fp16"`` the
+        scaler's: a step whose gradients overflow is skipped and the scale lowered)."""
+        if self.scaler is None:
             optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+    def step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward pass and optimizer step on ``loss``."""
+        self.backward(loss)
+        self.optimizer_step(optimizer)
 
     def state_dict(self) -> Dict[str, Any]:
         return {} if self.scaler is None else {"grad_scaler": self.scaler.state_dict()}
